@@ -1,0 +1,14 @@
+//! Plain-Rust CPU references of every GPU op: naive loops, f64 accumulation, written for
+//! clarity, not speed. The tests compare the kernels against these.
+
+pub mod attention;
+pub mod concat;
+pub mod conv;
+pub mod elementwise;
+pub mod group_norm;
+pub mod matmul;
+pub mod reduce;
+pub mod resample;
+pub mod rng;
+pub mod timestep_embedding;
+pub mod transforms;
