@@ -1,1 +1,80 @@
-fn main() {}
+//! The `equireg` command-line tool.
+
+mod bench;
+mod devices;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use equireg_gpu::{Gpu, GpuOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "equireg",
+    version,
+    about = "GPU diffusion posterior sampling with equivariance regularization (EquiReg)",
+    long_about = "GPU diffusion posterior sampling with equivariance regularization (EquiReg).\n\n\
+                  Runs on any Vulkan, Metal or DX12 adapter; on a machine without a GPU, install \
+                  Mesa's software Vulkan driver (apt-get install mesa-vulkan-drivers)."
+)]
+struct Cli {
+    /// Backends to consider, comma separated (vulkan, metal, dx12); default: $WGPU_BACKEND or all
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Use the adapter whose name contains this (case-insensitive); default: $WGPU_ADAPTER_NAME
+    /// or the most capable one
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the GPU adapters with their backend, type, limits and features
+    Devices(devices::DevicesArgs),
+    /// Run benchmarks
+    Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    fn gpu_options(&self) -> anyhow::Result<GpuOptions> {
+        let backends = match &self.backend {
+            None => None,
+            Some(s) => {
+                let b = wgpu::Backends::from_comma_list(s);
+                if b.is_empty() {
+                    anyhow::bail!("--backend '{s}': no known backend (use vulkan, metal or dx12)");
+                }
+                Some(b)
+            }
+        };
+        Ok(GpuOptions {
+            backends,
+            adapter_name: self.adapter.clone(),
+        })
+    }
+
+    fn open_gpu(&self) -> anyhow::Result<Gpu> {
+        Ok(Gpu::new(&self.gpu_options()?)?)
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Devices(a) => devices::run(a, &cli.gpu_options()?),
+        Command::Bench(a) => bench::run(a, &cli.open_gpu()?),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
