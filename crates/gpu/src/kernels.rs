@@ -85,12 +85,15 @@ pub enum Bind<'a> {
     Params(&'a [u8]),
 }
 
+/// A bind group's identity: the pipeline and every bound (buffer id, offset, size).
+type BindGroupKey = (u64, Vec<(u64, u64, u64)>);
+
 #[derive(Default)]
 pub(crate) struct KernelCache {
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     params: Mutex<HashMap<Vec<u8>, Arc<GpuBuffer>>>,
-    bind_groups: Mutex<HashMap<(u64, Vec<(u64, u64, u64)>), Arc<wgpu::BindGroup>>>,
+    bind_groups: Mutex<HashMap<BindGroupKey, Arc<wgpu::BindGroup>>>,
 }
 
 impl Gpu {
