@@ -3,5 +3,6 @@
 
 pub mod harness;
 pub mod kernels;
+pub mod unet;
 
 pub use harness::{BenchOptions, BenchResult};

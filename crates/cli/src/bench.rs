@@ -16,6 +16,29 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Kernel benchmarks: conv2d, matmul, group_norm, attention, elementwise, reductions, RNG
     Kernels(KernelArgs),
+    /// UNet forward: ms, GFLOP per forward, GFLOP/s, planned memory (synthetic weights)
+    Unet(UnetBenchArgs),
+}
+
+#[derive(Args)]
+struct UnetBenchArgs {
+    /// Architecture preset: ffhq256, imagenet256, small64, tiny32
+    #[arg(long, default_value = "small64")]
+    preset: String,
+    /// Image side in pixels (default: the preset's image_size)
+    #[arg(long)]
+    size: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+    /// Seconds to spend repeating after the warm-up
+    #[arg(long, default_value_t = 5.0)]
+    min_time: f64,
+    /// At least this many timed repetitions
+    #[arg(long, default_value_t = 3)]
+    min_reps: usize,
 }
 
 #[derive(Args)]
@@ -56,6 +79,31 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {
                 print!("{}", harness::table(&results));
+            }
+        }
+        BenchWhat::Unet(u) => {
+            let config = equireg_nn::UNetConfig::preset(&u.preset)?;
+            let size = u.size.unwrap_or(config.image_size);
+            let opts = BenchOptions {
+                min_time: Duration::from_secs_f64(u.min_time.max(0.0)),
+                min_reps: u.min_reps.max(1),
+                max_reps: 50,
+                timestamps: true,
+            };
+            let r = equireg_benches::unet::run(gpu, &u.preset, &config, size, u.batch, &opts)?;
+            if u.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("adapter: {}", gpu.caps().describe());
+                print!("{}", harness::table(std::slice::from_ref(&r.timing)));
+                println!(
+                    "GFLOP per forward: {:.2}, parameters: {:.2} M, weights: {:.1} MiB, planned activations: {:.1} MiB, dispatches per forward: {}",
+                    r.gflop_per_forward,
+                    r.parameters as f64 / 1e6,
+                    r.weights_mib,
+                    r.planned_mib,
+                    r.dispatches_per_forward
+                );
             }
         }
     }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod devices;
+mod unet_cmd;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,8 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Run benchmarks
     Bench(bench::BenchArgs),
+    /// One forward of the guided-diffusion UNet on .npy arrays (parity checks against PyTorch)
+    Unet(unet_cmd::UnetArgs),
 }
 
 impl Cli {
@@ -64,6 +67,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Devices(a) => devices::run(a, &cli.gpu_options()?),
         Command::Bench(a) => bench::run(a, &cli.open_gpu()?),
+        Command::Unet(a) => unet_cmd::run(a, &cli.open_gpu()?),
     }
 }
 
