@@ -35,7 +35,7 @@ pub fn attention_legacy(rec: &mut Recorder, qkv: &Tensor, out: &Tensor, heads: u
     expect_f32(op, "qkv", qkv)?;
     expect_f32(op, "out", out)?;
     let [n, c3, t] = [qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]];
-    if heads == 0 || c3 % (3 * heads as usize) != 0 {
+    if heads == 0 || !c3.is_multiple_of(3 * heads as usize) {
         return Err(GpuError::shape(
             op,
             format!("qkv has {c3} channels, not a multiple of 3 * {heads} heads"),
@@ -82,11 +82,7 @@ pub fn attention_legacy(rec: &mut Recorder, qkv: &Tensor, out: &Tensor, heads: u
         scale: (1.0 / (ch as f64).sqrt().sqrt()) as f32,
         _pad: 0,
     };
-    let groups = [
-        params.tokens.div_ceil(BQ),
-        heads,
-        to_u32(op, "batch", n)?,
-    ];
+    let groups = [params.tokens.div_ceil(BQ), heads, to_u32(op, "batch", n)?];
     rec.dispatch(
         &Kernel::new("attention", "attention_legacy").with(&[("D", ch as f64)]),
         &[

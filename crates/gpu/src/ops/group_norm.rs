@@ -67,7 +67,7 @@ pub fn group_norm(
     }
     let (n, c) = (shape[0], shape[1]);
     let plane: usize = shape[2..].iter().product();
-    if p.groups == 0 || c % p.groups as usize != 0 {
+    if p.groups == 0 || !c.is_multiple_of(p.groups as usize) {
         return Err(GpuError::shape(
             op,
             format!("{c} channels are not divisible into {} groups", p.groups),

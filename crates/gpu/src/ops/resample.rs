@@ -62,7 +62,7 @@ pub fn avg_pool2x(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
     let op = "avg_pool2x";
     expect_rank(op, "x", x, 4)?;
     let s = x.shape();
-    if s[2] % 2 != 0 || s[3] % 2 != 0 {
+    if !s[2].is_multiple_of(2) || !s[3].is_multiple_of(2) {
         return Err(GpuError::shape(
             op,
             format!("height and width must be even, got x {s:?}"),

@@ -24,11 +24,7 @@ pub fn group_norm(
             let base = (s * c + g * cpg) * plane;
             let vals = &x[base..base + len];
             let mean = vals.iter().map(|&v| v as f64).sum::<f64>() / len as f64;
-            let var = vals
-                .iter()
-                .map(|&v| (v as f64 - mean).powi(2))
-                .sum::<f64>()
-                / len as f64;
+            let var = vals.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len as f64;
             let rstd = 1.0 / (var + eps as f64).sqrt();
             for j in 0..len {
                 let ch = g * cpg + j / plane;

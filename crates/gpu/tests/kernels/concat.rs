@@ -22,7 +22,11 @@ fn matches_reference_exactly() {
         concat_channels(&mut r, &at, &bt, &out).unwrap();
         r.submit().unwrap();
         let want = cpu::concat_channels(&a, &b, n, ca, cb, inner);
-        assert_eq!(g.download(&out).unwrap(), want, "concat {n} {ca} {cb} {hw:?}");
+        assert_eq!(
+            g.download(&out).unwrap(),
+            want,
+            "concat {n} {ca} {cb} {hw:?}"
+        );
     }
 }
 

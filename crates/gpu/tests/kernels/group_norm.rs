@@ -27,7 +27,10 @@ fn run_case(case: &Case, seed: u64) {
         .collect();
     let gamma: Vec<f32> = random(c, seed + 1).iter().map(|v| 1.0 + 0.5 * v).collect();
     let beta = random(c, seed + 2);
-    let ss: Vec<f32> = random(n * 2 * c, seed + 3).iter().map(|v| v * 0.8).collect();
+    let ss: Vec<f32> = random(n * 2 * c, seed + 3)
+        .iter()
+        .map(|v| v * 0.8)
+        .collect();
     let xt = g.upload(shape, &x).unwrap();
     let gt = g.upload(&[c], &gamma).unwrap();
     let bt = g.upload(&[c], &beta).unwrap();
@@ -66,7 +69,13 @@ fn run_case(case: &Case, seed: u64) {
         "group_norm {shape:?} groups {} silu {} scale_shift {} offset {}",
         case.groups, case.silu, case.scale_shift, case.offset
     );
-    assert_close(&g.download(&out).unwrap(), &want, case.atol, case.rtol, &what);
+    assert_close(
+        &g.download(&out).unwrap(),
+        &want,
+        case.atol,
+        case.rtol,
+        &what,
+    );
 }
 
 fn case(shape: &[usize], groups: u32, silu: bool, scale_shift: bool) -> Case {
@@ -127,7 +136,9 @@ fn repeated_runs_are_bitwise_identical() {
     let gt = g.upload(&[64], &random(64, 401)).unwrap();
     let bt = g.upload(&[64], &random(64, 402)).unwrap();
     let st = g.upload(&[2, 128], &random(256, 403)).unwrap();
-    let outs: Vec<_> = (0..2).map(|_| g.alloc(&shape, DType::F32).unwrap()).collect();
+    let outs: Vec<_> = (0..2)
+        .map(|_| g.alloc(&shape, DType::F32).unwrap())
+        .collect();
     let p = GroupNormParams {
         silu: true,
         ..Default::default()
@@ -137,8 +148,18 @@ fn repeated_runs_are_bitwise_identical() {
         group_norm(&mut r, &xt, &gt, &bt, Some(&st), o, p).unwrap();
         r.submit().unwrap();
     }
-    let a: Vec<u32> = g.download(&outs[0]).unwrap().iter().map(|v| v.to_bits()).collect();
-    let b: Vec<u32> = g.download(&outs[1]).unwrap().iter().map(|v| v.to_bits()).collect();
+    let a: Vec<u32> = g
+        .download(&outs[0])
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let b: Vec<u32> = g
+        .download(&outs[1])
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
     assert!(a == b, "two runs on the same input differ");
 }
 
