@@ -87,10 +87,14 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let base = gi * p.group_len;
     let st = group_stats(base, lid);
     let c0 = (gi % p.groups) * p.cpg;
-    for (var j = lid; j < p.group_len; j += WG) {
-        let c = c0 + j / p.plane;
-        let y = (x[base + j] - st.x) * st.y * gamma[c] + beta[c];
-        out[base + j] = finish(y);
+    for (var k = 0u; k < p.cpg; k++) {
+        let c = c0 + k;
+        let g = gamma[c];
+        let b = beta[c];
+        let row = base + k * p.plane;
+        for (var j = lid; j < p.plane; j += WG) {
+            out[row + j] = finish((x[row + j] - st.x) * st.y * g + b);
+        }
     }
 }
 
@@ -105,9 +109,16 @@ fn normalize_ss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let c0 = (gi % p.groups) * p.cpg;
     // Row of this sample in scale_shift [N, 2C].
     let row = (gi / p.groups) * 2u * channels;
-    for (var j = lid; j < p.group_len; j += WG) {
-        let c = c0 + j / p.plane;
-        let y = (x[base + j] - st.x) * st.y * gamma[c] + beta[c];
-        out[base + j] = finish(y * (1.0 + ss[row + c]) + ss[row + channels + c]);
+    for (var k = 0u; k < p.cpg; k++) {
+        let c = c0 + k;
+        let g = gamma[c];
+        let b = beta[c];
+        let scale = 1.0 + ss[row + c];
+        let shift = ss[row + channels + c];
+        let at = base + k * p.plane;
+        for (var j = lid; j < p.plane; j += WG) {
+            let y = (x[at + j] - st.x) * st.y * g + b;
+            out[at + j] = finish(y * scale + shift);
+        }
     }
 }

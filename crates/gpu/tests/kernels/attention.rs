@@ -97,3 +97,37 @@ fn bad_shapes_are_errors() {
 fn head_size_64_with_4096_tokens() {
     check(1, 1, 64, 4096, 1.0, 40, ATOL, RTOL);
 }
+
+/// Median wall time of one dispatch (submit + sync, after warm-up). Opt-in: `-- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn bench_attention_256tok_h4_d64() {
+    let g = gpu();
+    let (n, heads, ch, t) = (1usize, 4usize, 64usize, 256usize);
+    let qt = g
+        .upload(&[n, 3 * heads * ch, t], &random(n * 3 * heads * ch * t, 600))
+        .unwrap();
+    let out = g.alloc(&[n, heads * ch, t], DType::F32).unwrap();
+    let once = || {
+        let mut r = g.recorder();
+        attention_legacy(&mut r, &qt, &out, heads as u32).unwrap();
+        let t0 = std::time::Instant::now();
+        r.submit().unwrap();
+        g.sync().unwrap();
+        t0.elapsed().as_secs_f64()
+    };
+    for _ in 0..3 {
+        once();
+    }
+    let mut times: Vec<f64> = (0..11).map(|_| once()).collect();
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let flops = 4.0 * (n * heads * t * t * ch) as f64;
+    eprintln!(
+        "attention-256tok-h4-d64 on {}: median {:.3} ms, {:.2} GFLOP/s",
+        g.caps().describe(),
+        med * 1e3,
+        flops / med * 1e-9
+    );
+}

@@ -191,3 +191,42 @@ fn bad_shapes_are_errors() {
     assert!(e.to_string().contains("out"), "{e}");
     assert!(r.is_empty());
 }
+
+/// Median wall time of one dispatch (submit + sync, after warm-up). Opt-in: `-- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn bench_groupnorm_c128_64x64() {
+    let g = gpu();
+    let shape = [1, 128, 64, 64];
+    let numel: usize = shape.iter().product();
+    let xt = g.upload(&shape, &random(numel, 500)).unwrap();
+    let gt = g.upload(&[128], &random(128, 501)).unwrap();
+    let bt = g.upload(&[128], &random(128, 502)).unwrap();
+    let out = g.alloc(&shape, DType::F32).unwrap();
+    let p = GroupNormParams {
+        silu: true,
+        ..Default::default()
+    };
+    let once = || {
+        let mut r = g.recorder();
+        group_norm(&mut r, &xt, &gt, &bt, None, &out, p).unwrap();
+        let t0 = std::time::Instant::now();
+        r.submit().unwrap();
+        g.sync().unwrap();
+        t0.elapsed().as_secs_f64()
+    };
+    for _ in 0..3 {
+        once();
+    }
+    let mut times: Vec<f64> = (0..21).map(|_| once()).collect();
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let bytes = 2.0 * numel as f64 * 4.0;
+    eprintln!(
+        "groupnorm-c128-64x64 on {}: median {:.3} ms, {:.2} GB/s (read + write)",
+        g.caps().describe(),
+        med * 1e3,
+        bytes / med * 1e-9
+    );
+}
