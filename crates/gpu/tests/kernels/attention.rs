@@ -106,7 +106,10 @@ fn bench_attention_256tok_h4_d64() {
     let g = gpu();
     let (n, heads, ch, t) = (1usize, 4usize, 64usize, 256usize);
     let qt = g
-        .upload(&[n, 3 * heads * ch, t], &random(n * 3 * heads * ch * t, 600))
+        .upload(
+            &[n, 3 * heads * ch, t],
+            &random(n * 3 * heads * ch * t, 600),
+        )
         .unwrap();
     let out = g.alloc(&[n, heads * ch, t], DType::F32).unwrap();
     let once = || {
