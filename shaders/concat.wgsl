@@ -1,0 +1,35 @@
+// Channel concatenation out = [a, b] along dim 1 (the UNet's skip connections,
+// torch.cat([h, skip], dim=1)), one invocation per output element. Each sample's output block
+// is a's block (ca * inner elements) followed by b's (cb * inner).
+//
+// Bindings (group 0): 0 params, 1 a (read), 2 b (read), 3 out (read_write).
+
+override WG: u32 = 256u;
+
+struct Params {
+    total: u32,    // output element count
+    a_block: u32,  // Ca * inner
+    b_block: u32,  // Cb * inner
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn concat_channels(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= p.total) { return; }
+    let block = p.a_block + p.b_block;
+    let n = i / block;
+    let r = i % block;
+    if (r < p.a_block) {
+        out[i] = a[n * p.a_block + r];
+    } else {
+        out[i] = b[n * p.b_block + (r - p.a_block)];
+    }
+}

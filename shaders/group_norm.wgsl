@@ -1,0 +1,124 @@
+// GroupNorm over x [N, C, S...] (S = product of the trailing dims), optionally followed by a
+// per-(sample, channel) scale-shift and SiLU, in that order (guided-diffusion's ResBlock
+// out_layers: GroupNorm32 -> y * (1 + scale) + shift -> SiLU).
+//
+// One workgroup per (sample, group). The group's channels are adjacent in NCHW, so a group is one
+// contiguous range of cpg * S elements. Statistics are two-pass (mean first, then the sum of
+// squared deviations from it), each pass a strided per-invocation sum followed by a fixed-shape
+// tree in workgroup memory: no catastrophic cancellation on large groups, and the reduction
+// order depends only on the shape, so results are bitwise repeatable.
+//
+// Binding layouts (group 0):
+//   normalize:    0 params, 1 x (read), 2 gamma (read), 3 beta (read), 4 out (read_write)
+//   normalize_ss: as normalize, plus 5 scale_shift [N, 2C] (read)
+
+// Must be a power of two (tree reduction).
+override WG: u32 = 256u;
+
+struct Params {
+    group_len: u32,  // cpg * S
+    plane: u32,      // S
+    cpg: u32,        // channels per group
+    groups: u32,
+    eps: f32,
+    silu: u32,       // 1: apply y * sigmoid(y) last
+    total: u32,      // N * groups: workgroups that have work
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> ss: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    // Nobody may overwrite red[0] for the next reduction before everyone has read it.
+    workgroupBarrier();
+    return total;
+}
+
+// (mean, 1 / sqrt(var + eps)) of the group starting at `base`.
+fn group_stats(base: u32, lid: u32) -> vec2<f32> {
+    let len = p.group_len;
+    var acc = 0.0;
+    for (var j = lid; j < len; j += WG) {
+        acc += x[base + j];
+    }
+    let mean = workgroup_sum(lid, acc) / f32(len);
+    var dev = 0.0;
+    for (var j = lid; j < len; j += WG) {
+        let d = x[base + j] - mean;
+        dev += d * d;
+    }
+    let variance = workgroup_sum(lid, dev) / f32(len);
+    // 1/sqrt rather than inverseSqrt: the latter may be a coarse approximation on some GPUs.
+    return vec2<f32>(mean, 1.0 / sqrt(variance + p.eps));
+}
+
+fn finish(y: f32) -> f32 {
+    if (p.silu != 0u) {
+        return y / (1.0 + exp(-y));
+    }
+    return y;
+}
+
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+@compute @workgroup_size(WG)
+fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let gi = group_index(wid, nwg);
+    if (gi >= p.total) { return; }
+    let base = gi * p.group_len;
+    let st = group_stats(base, lid);
+    let c0 = (gi % p.groups) * p.cpg;
+    for (var k = 0u; k < p.cpg; k++) {
+        let c = c0 + k;
+        let g = gamma[c];
+        let b = beta[c];
+        let row = base + k * p.plane;
+        for (var j = lid; j < p.plane; j += WG) {
+            out[row + j] = finish((x[row + j] - st.x) * st.y * g + b);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn normalize_ss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let gi = group_index(wid, nwg);
+    if (gi >= p.total) { return; }
+    let base = gi * p.group_len;
+    let st = group_stats(base, lid);
+    let channels = p.groups * p.cpg;
+    let c0 = (gi % p.groups) * p.cpg;
+    // Row of this sample in scale_shift [N, 2C].
+    let row = (gi / p.groups) * 2u * channels;
+    for (var k = 0u; k < p.cpg; k++) {
+        let c = c0 + k;
+        let g = gamma[c];
+        let b = beta[c];
+        let scale = 1.0 + ss[row + c];
+        let shift = ss[row + channels + c];
+        let at = base + k * p.plane;
+        for (var j = lid; j < p.plane; j += WG) {
+            let y = (x[at + j] - st.x) * st.y * g + b;
+            out[at + j] = finish(y * scale + shift);
+        }
+    }
+}

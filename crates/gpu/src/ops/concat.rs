@@ -1,1 +1,57 @@
+//! Concatenation along the channel dimension.
 
+use bytemuck::{Pod, Zeroable};
+
+use super::{expect_disjoint, expect_f32, expect_shape, to_u32};
+use crate::error::{GpuError, Result};
+use crate::kernels::{Bind, Kernel};
+use crate::recorder::Recorder;
+use crate::tensor::Tensor;
+
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    total: u32,
+    a_block: u32,
+    b_block: u32,
+    _pad: u32,
+}
+
+/// out = torch.cat([a, b], dim=1): a is [N, Ca, ...], b is [N, Cb, ...] with the same N and
+/// trailing dims, out is [N, Ca + Cb, ...].
+pub fn concat_channels(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    let op = "concat_channels";
+    expect_f32(op, "a", a)?;
+    expect_f32(op, "b", b)?;
+    expect_f32(op, "out", out)?;
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa.len() < 2 || sa.len() != sb.len() || sa[0] != sb[0] || sa[2..] != sb[2..] {
+        return Err(GpuError::shape(
+            op,
+            format!("a {sa:?} and b {sb:?} must be [N, C, ...] with equal N and trailing dims"),
+        ));
+    }
+    let mut want = sa.to_vec();
+    want[1] = sa[1] + sb[1];
+    expect_shape(op, "out", out, &want)?;
+    expect_disjoint(op, out, &[a, b])?;
+    let inner: usize = sa[2..].iter().product();
+    let p = Params {
+        total: to_u32(op, "output element count", out.numel())?,
+        a_block: to_u32(op, "a block", sa[1] * inner)?,
+        b_block: to_u32(op, "b block", sb[1] * inner)?,
+        _pad: 0,
+    };
+    rec.dispatch(
+        &Kernel::new("concat", "concat_channels").with(&[("WG", WG as f64)]),
+        &[
+            Bind::Params(bytemuck::bytes_of(&p)),
+            Bind::Tensor(a),
+            Bind::Tensor(b),
+            Bind::Tensor(out),
+        ],
+        rec.gpu().grid(p.total.div_ceil(WG)),
+    )
+}
