@@ -138,16 +138,16 @@ pub(crate) fn record_gemm(
     let (kernel, consts, tm, tn);
     let portable_consts;
     if subgroups {
-        // 64 rows (loaded per lane) x 32 columns (broadcast) per subgroup: orient the problem
+        // 64 rows (loaded per lane) x 64 columns (broadcast) per subgroup: orient the problem
         // so that less of the padded tile is wasted.
-        let padded = |m: u32, n: u32| m.div_ceil(64) as u64 * 64 * (n.div_ceil(32) as u64 * 32);
+        let padded = |m: u32, n: u32| m.div_ceil(64) as u64 * 64 * (n.div_ceil(64) as u64 * 64);
         if padded(p.n, p.m) < padded(p.m, p.n) {
             p = p.transposed();
             std::mem::swap(&mut a, &mut b);
         }
         kernel = Kernel::new("conv2d", "gemm_sg");
         consts = &[][..];
-        (tm, tn) = (64, 32);
+        (tm, tn) = (64, 64);
     } else {
         let (ts, kt) = portable_tiles(rec);
         portable_consts = [("TS", ts as f64), ("KT", kt as f64)];
