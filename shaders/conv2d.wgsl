@@ -51,6 +51,13 @@ struct GemmParams {
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
+// out[i] = v (+ residual[i]); the bias is already in v.
+fn store_res(i: u32, v: f32) {
+    var r = v;
+    if ((cp.flags & HAS_RES) != 0u) { r += res[i]; }
+    out[i] = r;
+}
+
 fn conv_store(co: u32, i: u32, v: f32) {
     var r = v;
     if ((cp.flags & HAS_BIAS) != 0u) { r += bias[co]; }
@@ -136,10 +143,17 @@ fn w9(b: u32) -> array<f32, 9> {
 // Writes one output row of 16 columns (fewer at the right edge) of channel co.
 fn store_row16(a: array<vec4<f32>, 4>, co: u32, oy: u32, n: u32, ox0: u32) {
     if (co >= cp.co || oy >= cp.ho) { return; }
+    var bv = 0.0;
+    if ((cp.flags & HAS_BIAS) != 0u) { bv = bias[co]; }
     let ob = ((n * cp.co + co) * cp.ho + oy) * cp.wo + ox0;
     let m = min(cp.wo - ox0, 16u);
-    for (var j = 0u; j < m; j++) {
-        conv_store(co, ob + j, a[j / 4u][j % 4u]);
+    for (var jb = 0u; jb < 4u; jb++) {
+        let v = a[jb] + bv;
+        let j = 4u * jb;
+        if (j < m) { store_res(ob + j, v.x); }
+        if (j + 1u < m) { store_res(ob + j + 1u, v.y); }
+        if (j + 2u < m) { store_res(ob + j + 2u, v.z); }
+        if (j + 3u < m) { store_res(ob + j + 3u, v.w); }
     }
 }
 
