@@ -3,6 +3,7 @@
 // is a's block (ca * inner elements) followed by b's (cb * inner).
 //
 // Bindings (group 0): 0 params, 1 a (read), 2 b (read), 3 out (read_write).
+// (split_channels, at the end, reuses bindings 0..2 for its own globals.)
 
 override WG: u32 = 256u;
 
@@ -32,4 +33,29 @@ fn concat_channels(@builtin(workgroup_id) wid: vec3<u32>,
     } else {
         out[i] = b[n * p.b_block + (r - p.a_block)];
     }
+}
+
+// out = x[:, start:start + C] (the VJP of concat_channels for one of its inputs): each sample's
+// output block is the range [offset, offset + out_block) of its x block.
+// Bindings (group 0): 0 split params, 1 x (read), 2 out (read_write).
+
+struct SplitParams {
+    total: u32,      // output element count
+    out_block: u32,  // C * inner
+    x_block: u32,    // Ctot * inner
+    offset: u32,     // start * inner
+}
+
+@group(0) @binding(0) var<uniform> sp: SplitParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> split_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn split_channels(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= sp.total) { return; }
+    let n = i / sp.out_block;
+    split_out[i] = x[n * sp.x_block + sp.offset + i % sp.out_block];
 }

@@ -9,8 +9,10 @@
 // order depends only on the shape, so results are bitwise repeatable.
 //
 // Binding layouts (group 0):
-//   normalize:    0 params, 1 x (read), 2 gamma (read), 3 beta (read), 4 out (read_write)
-//   normalize_ss: as normalize, plus 5 scale_shift [N, 2C] (read)
+//   normalize:        0 params, 1 x (read), 2 gamma (read), 3 beta (read), 4 out (read_write)
+//   normalize_ss:     as normalize, plus 5 scale_shift [N, 2C] (read)
+//   normalize_vjp:    as normalize with out = dx, plus 5 dy (read)
+//   normalize_ss_vjp: as normalize_vjp, plus 6 scale_shift (read)
 
 // Must be a power of two (tree reduction).
 override WG: u32 = 256u;
@@ -33,7 +35,12 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> ss: array<f32>;
 
+// Only the VJP entry points use these (dy takes scale_shift's binding number there).
+@group(0) @binding(5) var<storage, read> dy: array<f32>;
+@group(0) @binding(6) var<storage, read> ss_vjp: array<f32>;
+
 var<workgroup> red: array<f32, WG>;
+var<workgroup> red2: array<vec2<f32>, WG>;
 
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
     red[lid] = v;
@@ -120,5 +127,109 @@ fn normalize_ss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             let y = (x[at + j] - st.x) * st.y * g + b;
             out[at + j] = finish(y * scale + shift);
         }
+    }
+}
+
+// ---- VJP with respect to x (gamma, beta and scale_shift held constant) ----
+//
+// With xhat = (x - mean) * rstd and gh = dL/dxhat = dy * silu'(z) * (1 + scale) * gamma (z the
+// value SiLU sees), the standard GroupNorm backward is
+//   dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat))
+// with both means over the group. A workgroup owns a group, as in the forward: statistics as
+// there, one pass for the two means (one tree over vec2), one pass writing dx; gh is recomputed
+// in each pass rather than stored.
+
+fn workgroup_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    red2[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red2[lid] = red2[lid] + red2[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red2[0];
+    workgroupBarrier();
+    return total;
+}
+
+// dL/dxhat for one element; a = 1 + scale.
+fn grad_xhat(xh: f32, dyv: f32, g: f32, b: f32, a: f32, shift: f32) -> f32 {
+    var gz = dyv;
+    if (p.silu != 0u) {
+        let z = (xh * g + b) * a + shift;
+        let sg = 1.0 / (1.0 + exp(-z));
+        // d/dz z * sigmoid(z)
+        gz *= sg * (1.0 + z * (1.0 - sg));
+    }
+    return gz * a * g;
+}
+
+// This invocation's share of (sum gh, sum gh * xhat) over the channel plane at `row`.
+fn channel_sums(row: u32, st: vec2<f32>, g: f32, b: f32, a: f32, shift: f32,
+                lid: u32) -> vec2<f32> {
+    var acc = vec2<f32>(0.0);
+    for (var j = lid; j < p.plane; j += WG) {
+        let xh = (x[row + j] - st.x) * st.y;
+        let gh = grad_xhat(xh, dy[row + j], g, b, a, shift);
+        acc += vec2<f32>(gh, gh * xh);
+    }
+    return acc;
+}
+
+// means = (mean gh, mean gh * xhat) over the group.
+fn channel_dx(row: u32, st: vec2<f32>, g: f32, b: f32, a: f32, shift: f32, means: vec2<f32>,
+              lid: u32) {
+    for (var j = lid; j < p.plane; j += WG) {
+        let xh = (x[row + j] - st.x) * st.y;
+        let gh = grad_xhat(xh, dy[row + j], g, b, a, shift);
+        out[row + j] = st.y * ((gh - means.x) - xh * means.y);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn normalize_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let gi = group_index(wid, nwg);
+    if (gi >= p.total) { return; }
+    let base = gi * p.group_len;
+    let st = group_stats(base, lid);
+    let c0 = (gi % p.groups) * p.cpg;
+    var acc = vec2<f32>(0.0);
+    for (var k = 0u; k < p.cpg; k++) {
+        let c = c0 + k;
+        acc += channel_sums(base + k * p.plane, st, gamma[c], beta[c], 1.0, 0.0, lid);
+    }
+    let means = workgroup_sum2(lid, acc) / f32(p.group_len);
+    for (var k = 0u; k < p.cpg; k++) {
+        let c = c0 + k;
+        channel_dx(base + k * p.plane, st, gamma[c], beta[c], 1.0, 0.0, means, lid);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn normalize_ss_vjp(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let gi = group_index(wid, nwg);
+    if (gi >= p.total) { return; }
+    let base = gi * p.group_len;
+    let st = group_stats(base, lid);
+    let channels = p.groups * p.cpg;
+    let c0 = (gi % p.groups) * p.cpg;
+    let row = (gi / p.groups) * 2u * channels;
+    var acc = vec2<f32>(0.0);
+    for (var k = 0u; k < p.cpg; k++) {
+        let c = c0 + k;
+        let a = 1.0 + ss_vjp[row + c];
+        let shift = ss_vjp[row + channels + c];
+        acc += channel_sums(base + k * p.plane, st, gamma[c], beta[c], a, shift, lid);
+    }
+    let means = workgroup_sum2(lid, acc) / f32(p.group_len);
+    for (var k = 0u; k < p.cpg; k++) {
+        let c = c0 + k;
+        let a = 1.0 + ss_vjp[row + c];
+        let shift = ss_vjp[row + channels + c];
+        channel_dx(base + k * p.plane, st, gamma[c], beta[c], a, shift, means, lid);
     }
 }

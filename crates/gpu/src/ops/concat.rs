@@ -1,4 +1,4 @@
-//! Concatenation along the channel dimension.
+//! Concatenation along the channel dimension, and its VJP (a channel range of a tensor).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -50,6 +50,63 @@ pub fn concat_channels(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor)
             Bind::Params(bytemuck::bytes_of(&p)),
             Bind::Tensor(a),
             Bind::Tensor(b),
+            Bind::Tensor(out),
+        ],
+        rec.gpu().grid(p.total.div_ceil(WG)),
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SplitParams {
+    total: u32,
+    out_block: u32,
+    x_block: u32,
+    offset: u32,
+}
+
+/// out = x[:, start..start + C]: x is [N, Ctot, ...], out is [N, C, ...] with the same N and
+/// trailing dims and start + C <= Ctot. The VJP of [`concat_channels`]: d(a) is
+/// `split_channels(d(out), 0)`, d(b) is `split_channels(d(out), Ca)`.
+pub fn split_channels(rec: &mut Recorder, x: &Tensor, start: u32, out: &Tensor) -> Result<()> {
+    let op = "split_channels";
+    expect_f32(op, "x", x)?;
+    expect_f32(op, "out", out)?;
+    let (sx, so) = (x.shape(), out.shape());
+    if sx.len() < 2 || sx.len() != so.len() || sx[0] != so[0] || sx[2..] != so[2..] {
+        return Err(GpuError::shape(
+            op,
+            format!("x {sx:?} and out {so:?} must be [N, C, ...] with equal N and trailing dims"),
+        ));
+    }
+    let start = start as usize;
+    if start.checked_add(so[1]).is_none_or(|end| end > sx[1]) {
+        return Err(GpuError::shape(
+            op,
+            format!(
+                "channels {start}..{} are out of range for x with {} channels",
+                start.saturating_add(so[1]),
+                sx[1]
+            ),
+        ));
+    }
+    expect_disjoint(op, out, &[x])?;
+    let inner: usize = sx[2..].iter().product();
+    to_u32(op, "x element count", x.numel())?;
+    let p = SplitParams {
+        total: to_u32(op, "output element count", out.numel())?,
+        out_block: to_u32(op, "out block", so[1] * inner)?,
+        x_block: to_u32(op, "x block", sx[1] * inner)?,
+        offset: to_u32(op, "offset", start * inner)?,
+    };
+    if p.total == 0 {
+        return Ok(());
+    }
+    rec.dispatch(
+        &Kernel::new("concat", "split_channels").with(&[("WG", WG as f64)]),
+        &[
+            Bind::Params(bytemuck::bytes_of(&p)),
+            Bind::Tensor(x),
             Bind::Tensor(out),
         ],
         rec.gpu().grid(p.total.div_ceil(WG)),

@@ -1,5 +1,5 @@
 //! GroupNorm with the optional scale-shift and SiLU of guided-diffusion's ResBlocks, fused into
-//! one dispatch (one workgroup per sample and group).
+//! one dispatch (one workgroup per sample and group), and its VJP with respect to x.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -44,20 +44,20 @@ struct Params {
     _pad: u32,
 }
 
-/// out = GroupNorm(x) * gamma[c] + beta[c], then `* (1 + scale[n, c]) + shift[n, c]` when
-/// `scale_shift` ([N, 2C]: scale in the first C columns, shift in the last C) is given, then
-/// SiLU when `p.silu`. x is [N, C, ...] (e.g. [N, C, H, W] or [N, C, T]); statistics are over the
-/// C / groups channels of a group and all trailing positions, with the biased variance.
-pub fn group_norm(
-    rec: &mut Recorder,
+/// Checks the shapes shared by the forward and the VJP and returns the kernel parameters, or
+/// None when there is nothing to compute. `out` is the tensor the kernel writes (out or dx);
+/// `extra` are further inputs of that shape (dy).
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    op: &'static str,
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     scale_shift: Option<&Tensor>,
-    out: &Tensor,
+    extra: Option<(&str, &Tensor)>,
+    out: (&str, &Tensor),
     p: GroupNormParams,
-) -> Result<()> {
-    let op = "group_norm";
+) -> Result<Option<Params>> {
     let shape = x.shape();
     if shape.len() < 2 {
         return Err(GpuError::shape(
@@ -76,27 +76,33 @@ pub fn group_norm(
     if !(p.eps >= 0.0 && p.eps.is_finite()) {
         return Err(GpuError::shape(op, format!("eps {} must be >= 0", p.eps)));
     }
+    let (out_name, out) = out;
     expect_f32(op, "x", x)?;
     expect_f32(op, "gamma", gamma)?;
     expect_f32(op, "beta", beta)?;
-    expect_f32(op, "out", out)?;
+    expect_f32(op, out_name, out)?;
     expect_shape(op, "gamma", gamma, &[c])?;
     expect_shape(op, "beta", beta, &[c])?;
-    expect_shape(op, "out", out, shape)?;
+    let mut inputs = vec![x, gamma, beta];
+    if let Some((name, t)) = extra {
+        expect_f32(op, name, t)?;
+        expect_shape(op, name, t, shape)?;
+        inputs.push(t);
+    }
+    expect_shape(op, out_name, out, shape)?;
     if let Some(ss) = scale_shift {
         expect_f32(op, "scale_shift", ss)?;
         expect_shape(op, "scale_shift", ss, &[n, 2 * c])?;
-        expect_disjoint(op, out, &[x, gamma, beta, ss])?;
-    } else {
-        expect_disjoint(op, out, &[x, gamma, beta])?;
+        inputs.push(ss);
     }
+    expect_disjoint(op, out, &inputs)?;
     to_u32(op, "element count", x.numel())?;
     let cpg = c / p.groups as usize;
     let total = n * p.groups as usize;
     if plane == 0 || total == 0 {
-        return Ok(());
+        return Ok(None);
     }
-    let params = Params {
+    Ok(Some(Params {
         group_len: to_u32(op, "group size", cpg * plane)?,
         plane: to_u32(op, "plane size", plane)?,
         cpg: cpg as u32,
@@ -105,6 +111,25 @@ pub fn group_norm(
         silu: p.silu as u32,
         total: to_u32(op, "N * groups", total)?,
         _pad: 0,
+    }))
+}
+
+/// out = GroupNorm(x) * gamma[c] + beta[c], then `* (1 + scale[n, c]) + shift[n, c]` when
+/// `scale_shift` ([N, 2C]: scale in the first C columns, shift in the last C) is given, then
+/// SiLU when `p.silu`. x is [N, C, ...] (e.g. [N, C, H, W] or [N, C, T]); statistics are over the
+/// C / groups channels of a group and all trailing positions, with the biased variance.
+pub fn group_norm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    scale_shift: Option<&Tensor>,
+    out: &Tensor,
+    p: GroupNormParams,
+) -> Result<()> {
+    let op = "group_norm";
+    let Some(params) = prepare(op, x, gamma, beta, scale_shift, None, ("out", out), p)? else {
+        return Ok(());
     };
     let groups = rec.gpu().grid(params.total);
     let consts = [("WG", WG as f64)];
@@ -134,4 +159,58 @@ pub fn group_norm(
             groups,
         ),
     }
+}
+
+/// The VJP of [`group_norm`] with respect to x: dx = (d out / d x)^T dy, with gamma, beta and
+/// scale_shift held constant (no gradients for them). The statistics and the pre-SiLU values
+/// are recomputed from x, so nothing from the forward needs to be kept. x, dy and dx are
+/// [N, C, ...]; the other arguments are those of the forward. One dispatch, deterministic.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_vjp(
+    rec: &mut Recorder,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    scale_shift: Option<&Tensor>,
+    dy: &Tensor,
+    dx: &Tensor,
+    p: GroupNormParams,
+) -> Result<()> {
+    let op = "group_norm_vjp";
+    let Some(params) = prepare(
+        op,
+        x,
+        gamma,
+        beta,
+        scale_shift,
+        Some(("dy", dy)),
+        ("dx", dx),
+        p,
+    )?
+    else {
+        return Ok(());
+    };
+    let groups = rec.gpu().grid(params.total);
+    let consts = [("WG", WG as f64)];
+    let pb = bytemuck::bytes_of(&params);
+    let mut binds = vec![
+        Bind::Params(pb),
+        Bind::Tensor(x),
+        Bind::Tensor(gamma),
+        Bind::Tensor(beta),
+        Bind::Tensor(dx),
+        Bind::Tensor(dy),
+    ];
+    let entry = match scale_shift {
+        None => "normalize_vjp",
+        Some(ss) => {
+            binds.push(Bind::Tensor(ss));
+            "normalize_ss_vjp"
+        }
+    };
+    rec.dispatch(
+        &Kernel::new("group_norm", entry).with(&consts),
+        &binds,
+        groups,
+    )
 }

@@ -15,3 +15,21 @@ pub fn concat_channels(
     }
     out
 }
+
+/// x[:, start..start + c] of x [n, ctot, inner] flattened.
+pub fn split_channels(
+    x: &[f32],
+    n: usize,
+    ctot: usize,
+    inner: usize,
+    start: usize,
+    c: usize,
+) -> Vec<f32> {
+    assert!(start + c <= ctot);
+    let mut out = Vec::with_capacity(n * c * inner);
+    for s in 0..n {
+        let from = (s * ctot + start) * inner;
+        out.extend_from_slice(&x[from..from + c * inner]);
+    }
+    out
+}

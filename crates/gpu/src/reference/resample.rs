@@ -26,3 +26,34 @@ pub fn avg_pool2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
     }
     out
 }
+
+/// VJP of [`upsample_nearest2x`]: dy is [planes, 2h, 2w], returns dx [planes, h, w], each the sum
+/// of the four dy values its input was copied to.
+pub fn upsample_nearest2x_vjp(dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    assert_eq!(dy.len(), planes * 4 * h * w);
+    let mut dx = vec![0f64; planes * h * w];
+    for p in 0..planes {
+        for y in 0..2 * h {
+            for xx in 0..2 * w {
+                dx[(p * h + y / 2) * w + xx / 2] += dy[(p * 2 * h + y) * 2 * w + xx] as f64;
+            }
+        }
+    }
+    dx.into_iter().map(|v| v as f32).collect()
+}
+
+/// VJP of [`avg_pool2x`]: dy is [planes, h/2, w/2], returns dx [planes, h, w]: every input of a
+/// 2x2 block receives a quarter of the block's dy.
+pub fn avg_pool2x_vjp(dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    let (oh, ow) = (h / 2, w / 2);
+    assert_eq!(dy.len(), planes * oh * ow);
+    let mut dx = vec![0f32; planes * h * w];
+    for p in 0..planes {
+        for y in 0..h {
+            for xx in 0..w {
+                dx[(p * h + y) * w + xx] = (dy[(p * oh + y / 2) * ow + xx / 2] as f64 / 4.0) as f32;
+            }
+        }
+    }
+    dx
+}

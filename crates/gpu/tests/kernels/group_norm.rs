@@ -1,8 +1,8 @@
 use equireg_gpu::DType;
-use equireg_gpu::ops::group_norm::{GroupNormParams, group_norm};
+use equireg_gpu::ops::group_norm::{GroupNormParams, group_norm, group_norm_vjp};
 use equireg_gpu::reference::group_norm as cpu;
 
-use crate::common::{assert_close, gpu, random, rec};
+use crate::common::{assert_close, gpu, random, rec, rel_l2};
 
 struct Case {
     shape: Vec<usize>,
@@ -229,4 +229,237 @@ fn bench_groupnorm_c128_64x64() {
         med * 1e3,
         bytes / med * 1e-9
     );
+}
+
+// ---- VJP ----
+
+struct VjpCase {
+    shape: Vec<usize>,
+    groups: u32,
+    silu: bool,
+    scale_shift: bool,
+    offset: f32,
+    /// Elementwise tolerance of the GPU dx against the f64 reference VJP.
+    atol: f32,
+    rtol: f32,
+}
+
+fn vjp_case(shape: &[usize], groups: u32, silu: bool, scale_shift: bool) -> VjpCase {
+    VjpCase {
+        shape: shape.to_vec(),
+        groups,
+        silu,
+        scale_shift,
+        offset: 0.0,
+        atol: 2e-5,
+        rtol: 1e-4,
+    }
+}
+
+fn dot64(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Checks the GPU VJP (a) elementwise against the CPU reference VJP and (b) in one random
+/// direction u against a central finite difference of L(x) = <dy, f(x)> with the f64 CPU
+/// forward: <dx, u> must equal (L(x + eps u) - L(x - eps u)) / (2 eps), eps = 1e-3, within 1e-3
+/// relative for the GPU dx, and within 1e-6 of sum |dx_i u_i| for the reference dx (which
+/// checks the reference itself). With f the forward, <dy, J u> = <J^T dy, u> is also the dot-product test.
+fn run_vjp_case(case: &VjpCase, seed: u64) {
+    let g = gpu();
+    let shape = &case.shape;
+    let (n, c) = (shape[0], shape[1]);
+    let plane: usize = shape[2..].iter().product();
+    let numel = n * c * plane;
+    let x: Vec<f32> = random(numel, seed)
+        .iter()
+        .map(|v| v * 2.0 + case.offset)
+        .collect();
+    let gamma: Vec<f32> = random(c, seed + 1).iter().map(|v| 1.0 + 0.5 * v).collect();
+    let beta = random(c, seed + 2);
+    let ss: Vec<f32> = random(n * 2 * c, seed + 3)
+        .iter()
+        .map(|v| v * 0.8)
+        .collect();
+    let dy = random(numel, seed + 4);
+    let u = random(numel, seed + 5);
+    let ss_opt = case.scale_shift.then_some(&ss[..]);
+    let p = GroupNormParams {
+        groups: case.groups,
+        silu: case.silu,
+        ..Default::default()
+    };
+    let xt = g.upload(shape, &x).unwrap();
+    let gt = g.upload(&[c], &gamma).unwrap();
+    let bt = g.upload(&[c], &beta).unwrap();
+    let st = g.upload(&[n, 2 * c], &ss).unwrap();
+    let dyt = g.upload(shape, &dy).unwrap();
+    let dxt = g.alloc(shape, DType::F32).unwrap();
+    let mut r = rec();
+    group_norm_vjp(
+        &mut r,
+        &xt,
+        &gt,
+        &bt,
+        case.scale_shift.then_some(&st),
+        &dyt,
+        &dxt,
+        p,
+    )
+    .unwrap();
+    r.submit().unwrap();
+    let got = g.download(&dxt).unwrap();
+    let what = format!(
+        "group_norm_vjp {shape:?} groups {} silu {} scale_shift {} offset {}",
+        case.groups, case.silu, case.scale_shift, case.offset
+    );
+    let want = cpu::group_norm_vjp(
+        &x,
+        &dy,
+        n,
+        c,
+        plane,
+        &gamma,
+        &beta,
+        ss_opt,
+        case.groups as usize,
+        p.eps,
+        case.silu,
+    );
+    assert_close(&got, &want, case.atol, case.rtol, &what);
+    let e = rel_l2(&got, &want);
+    assert!(e < 1e-5, "{what}: relative L2 error {e}");
+
+    let (x64, u64_, dy64) = (widen(&x), widen(&u), widen(&dy));
+    let (g64, b64, ss64) = (widen(&gamma), widen(&beta), widen(&ss));
+    let loss = |sign: f64, eps: f64| {
+        let xs: Vec<f64> = x64
+            .iter()
+            .zip(&u64_)
+            .map(|(a, d)| a + sign * eps * d)
+            .collect();
+        let f = cpu::group_norm_f64(
+            &xs,
+            n,
+            c,
+            plane,
+            &g64,
+            &b64,
+            case.scale_shift.then_some(&ss64[..]),
+            case.groups as usize,
+            p.eps as f64,
+            case.silu,
+        );
+        dot64(&dy64, &f)
+    };
+    let eps = 1e-3;
+    let fd = (loss(1.0, eps) - loss(-1.0, eps)) / (2.0 * eps);
+    let gpu_dir = dot64(&widen(&got), &u64_);
+    let ref_dir = dot64(&widen(&want), &u64_);
+    // The f32 rounding of the reference's dx alone moves <dx, u> by ~1e-7 of sum |dx_i u_i|.
+    let abs_dir: f64 = want.iter().zip(&u).map(|(a, b)| (a * b).abs() as f64).sum();
+    eprintln!(
+        "{what}: finite difference {fd:.9}, GPU rel err {:.2e}, reference rel err {:.2e}",
+        (gpu_dir - fd).abs() / fd.abs(),
+        (ref_dir - fd).abs() / fd.abs()
+    );
+    assert!(
+        (gpu_dir - fd).abs() <= 1e-3 * fd.abs(),
+        "{what}: <dx, u> = {gpu_dir}, finite difference {fd}"
+    );
+    assert!(
+        (ref_dir - fd).abs() <= 1e-6 * abs_dir,
+        "{what}: reference <dx, u> = {ref_dir}, finite difference {fd}"
+    );
+}
+
+#[test]
+fn vjp_matches_reference_and_finite_differences() {
+    let mut seed = 1000;
+    for shape in [[2, 64, 13, 10], [2, 6, 13, 10]] {
+        let groups = if shape[1] == 6 { 3 } else { 32 };
+        for (silu, ss) in [(false, false), (true, false), (false, true), (true, true)] {
+            run_vjp_case(&vjp_case(&shape, groups, silu, ss), seed);
+            seed += 10;
+        }
+    }
+}
+
+#[test]
+fn vjp_on_token_layout_tiny_and_large_groups() {
+    run_vjp_case(&vjp_case(&[2, 64, 37], 32, true, false), 1100);
+    run_vjp_case(&vjp_case(&[3, 12, 5, 3], 12, true, true), 1110);
+    run_vjp_case(&vjp_case(&[2, 8, 1, 1], 2, true, true), 1120);
+    run_vjp_case(&vjp_case(&[2, 32, 67, 45], 8, true, true), 1130);
+    // 65536 elements per group around 100: x - mean in f32 carries ulp(100) ~ 8e-6 of error,
+    // which reaches dx through xhat; hence atol 1e-4 here.
+    let big = VjpCase {
+        offset: 100.0,
+        atol: 1e-4,
+        ..vjp_case(&[1, 8, 128, 128], 2, true, true)
+    };
+    run_vjp_case(&big, 1140);
+}
+
+#[test]
+fn vjp_repeated_runs_are_bitwise_identical() {
+    let g = gpu();
+    let shape = [2, 64, 33, 31];
+    let numel = shape.iter().product();
+    let xt = g.upload(&shape, &random(numel, 1200)).unwrap();
+    let dyt = g.upload(&shape, &random(numel, 1201)).unwrap();
+    let gt = g.upload(&[64], &random(64, 1202)).unwrap();
+    let bt = g.upload(&[64], &random(64, 1203)).unwrap();
+    let st = g.upload(&[2, 128], &random(256, 1204)).unwrap();
+    let p = GroupNormParams {
+        silu: true,
+        ..Default::default()
+    };
+    let runs: Vec<Vec<u32>> = (0..2)
+        .map(|_| {
+            let dx = g.alloc(&shape, DType::F32).unwrap();
+            let mut r = rec();
+            group_norm_vjp(&mut r, &xt, &gt, &bt, Some(&st), &dyt, &dx, p).unwrap();
+            r.submit().unwrap();
+            g.download(&dx)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
+        .collect();
+    assert!(runs[0] == runs[1], "two runs on the same input differ");
+}
+
+#[test]
+fn vjp_bad_shapes_are_errors() {
+    let g = gpu();
+    let x = g.alloc(&[2, 6, 4, 4], DType::F32).unwrap();
+    let dy = g.alloc(&[2, 6, 4, 4], DType::F32).unwrap();
+    let dx = g.alloc(&[2, 6, 4, 4], DType::F32).unwrap();
+    let c6 = g.alloc(&[6], DType::F32).unwrap();
+    let ss_bad = g.alloc(&[2, 6], DType::F32).unwrap();
+    let small = g.alloc(&[2, 6, 4, 3], DType::F32).unwrap();
+    let p = |groups| GroupNormParams {
+        groups,
+        ..Default::default()
+    };
+    let mut r = rec();
+    let e = group_norm_vjp(&mut r, &x, &c6, &c6, None, &dy, &dx, p(4)).unwrap_err();
+    assert!(e.to_string().contains("divisible"), "{e}");
+    let e = group_norm_vjp(&mut r, &x, &c6, &c6, None, &small, &dx, p(3)).unwrap_err();
+    assert!(e.to_string().contains("dy"), "{e}");
+    let e = group_norm_vjp(&mut r, &x, &c6, &c6, None, &dy, &small, p(3)).unwrap_err();
+    assert!(e.to_string().contains("dx"), "{e}");
+    let e = group_norm_vjp(&mut r, &x, &c6, &c6, Some(&ss_bad), &dy, &dx, p(3)).unwrap_err();
+    assert!(e.to_string().contains("scale_shift"), "{e}");
+    let e = group_norm_vjp(&mut r, &x, &c6, &c6, None, &dy, &dy, p(3)).unwrap_err();
+    assert!(e.to_string().contains("must not share memory"), "{e}");
+    let e = group_norm_vjp(&mut r, &x, &c6, &c6, None, &dy, &x, p(3)).unwrap_err();
+    assert!(e.to_string().contains("must not share memory"), "{e}");
+    assert!(r.is_empty());
 }
