@@ -3,7 +3,7 @@
 //! exactly what the memory planner needs, and executing it records every op into one Recorder.
 //! The VJP (a later issue) appends its ops to the same kind of program.
 
-use equireg_gpu::ops::{attention, concat, conv, elementwise, group_norm, matmul, resample, timestep_embedding};
+use equireg_gpu::ops::{attention, concat, conv, conv_vjp, elementwise, group_norm, matmul, resample, timestep_embedding};
 use equireg_gpu::{DType, Gpu, MemoryPlan, PlannedMemory, Recorder, Tensor, TensorId};
 
 use crate::error::Result;
@@ -434,7 +434,7 @@ impl PlannedGraph {
                         wt
                     };
                     let cp = conv::Conv2dParams { stride: *stride, padding: *padding };
-                    conv::conv2d_input_grad(rec, t(dy), wt, t(out), cp)?;
+                    conv_vjp::conv2d_input_grad(rec, t(dy), wt, t(out), cp)?;
                 }
                 Node::GroupNormGrad { x, gamma, beta, scale_shift, silu, dy, out } => {
                     let gp = group_norm::GroupNormParams { silu: *silu, ..Default::default() };

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod concat;
 pub mod conv;
+pub mod conv_vjp;
 pub mod elementwise;
 pub mod group_norm;
 pub mod matmul;

@@ -6,6 +6,7 @@ mod common;
 mod attention;
 mod concat;
 mod conv;
+mod conv_vjp;
 mod elementwise;
 mod group_norm;
 mod matmul;
