@@ -108,7 +108,7 @@ fn sizes_not_divisible_by_the_downsampling_factor_are_refused() {
     let cfg = UNetConfig::tiny32();
     let w = synthetic::weights(1, &UNet::weight_spec(&cfg).unwrap());
     let unet = UNet::new(&g, &cfg, &w).unwrap();
-    let e = unet.plan(&g, 1, 30, 32).err().expect("30 is odd after one halving").to_string();
+    let e = unet.plan(&g, 1, 31, 32).err().expect("31 cannot be halved").to_string();
     assert!(e.contains("multiples of 2"), "{e}");
 }
 
