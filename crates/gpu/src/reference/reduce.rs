@@ -5,7 +5,7 @@ use crate::ops::reduce::Reduction;
 /// One value per row of `x` viewed as [rows, x.len() / rows].
 pub fn reduce_rows(x: &[f32], rows: usize, r: Reduction) -> Vec<f64> {
     assert!(
-        rows > 0 && x.len() % rows == 0,
+        rows > 0 && x.len().is_multiple_of(rows),
         "x does not split into {rows} rows"
     );
     let cols = x.len() / rows;

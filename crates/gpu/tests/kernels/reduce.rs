@@ -96,6 +96,35 @@ fn whole_tensor_of_four_million_matches_reference() {
 }
 
 #[test]
+fn rows_around_the_chunk_size_match_reference() {
+    let c = reduce::CHUNK;
+    for (i, cols) in [c - 1, c, c + 1, 2 * c, 2 * c + 1].into_iter().enumerate() {
+        check(&[2, cols], 30 + i as u64);
+    }
+}
+
+#[test]
+fn a_row_gives_the_same_bits_alone_as_in_a_batch() {
+    let (rows, cols) = (4, 3 * reduce::CHUNK + 17);
+    let x = random(rows * cols, 21);
+    let batch = run_all(&gpu().upload(&[rows, cols], &x).unwrap());
+    let alone = run_all(&gpu().upload(&[1, cols], &x[2 * cols..3 * cols]).unwrap());
+    for (b, a) in batch.iter().zip(&alone) {
+        assert_eq!(b[2].to_bits(), a[0].to_bits());
+    }
+    // A whole-tensor reduction is the same tensor reshaped to [1, numel].
+    let whole = run_all(
+        &gpu()
+            .upload(&[rows, cols], &x)
+            .unwrap()
+            .reshape(&[1, rows * cols])
+            .unwrap(),
+    );
+    let want = cpu::reduce_rows(&x, 1, Reduction::SumSq)[0];
+    assert!((whole[1][0] as f64 - want).abs() <= 1e-5 * want);
+}
+
+#[test]
 fn results_are_bit_identical_across_runs() {
     for shape in [[3usize, 200_003], [1, 4_000_000], [6, 999]] {
         let n = shape.iter().product();
