@@ -5,7 +5,7 @@
 //   philox4x32_10(counter = (i / 4, stream, offset, 0), key = (seed_lo, seed_hi)).
 // One invocation computes one block of four elements.
 //
-// Binding layout (group 0): 0 params, 1 out (read_write)
+// Binding layouts (group 0): 0 params, 1 out (read_write; f32, or u32 for rng_bits)
 
 override WG: u32 = 256u;
 
@@ -31,7 +31,7 @@ fn mulhilo(a: u32, b: u32) -> vec2<u32> {
     let p00 = a0 * b0;
     let p01 = a0 * b1;
     let p10 = a1 * b0;
-    // Carries out of the low word: at most 3 * (2^16 - 1) + (2^16 - 1) < 2^18.
+    // The three terms that reach bit 16 of the product: under 3 * 2^16, so no overflow.
     let mid = (p00 >> 16u) + (p01 & 0xFFFFu) + (p10 & 0xFFFFu);
     let hi = a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
     return vec2<u32>(hi, a * b);
@@ -40,8 +40,8 @@ fn mulhilo(a: u32, b: u32) -> vec2<u32> {
 fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     var c = counter;
     var k = key;
-    for (var round = 0u; round < 10u; round++) {
-        if (round > 0u) {
+    for (var r = 0u; r < 10u; r++) {
+        if (r > 0u) {
             k = k + vec2<u32>(PHILOX_W0, PHILOX_W1);
         }
         let p0 = mulhilo(PHILOX_M0, c.x);
@@ -141,5 +141,20 @@ fn rng_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let i = 4u * b + 2u * pair;
         if (i < p.n) { out[i] = radius * cs.x; }
         if (i + 1u < p.n) { out[i + 1u] = radius * cs.y; }
+    }
+}
+
+// The raw Philox words, for checks of the generator itself and for integer randomness.
+@group(0) @binding(1) var<storage, read_write> out_bits: array<u32>;
+
+@compute @workgroup_size(WG)
+fn rng_bits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let b = block_index(wid, nwg, lid);
+    if (b >= p.blocks) { return; }
+    let w = block_words(b);
+    for (var q = 0u; q < 4u; q++) {
+        let i = 4u * b + q;
+        if (i < p.n) { out_bits[i] = w[q]; }
     }
 }

@@ -1,10 +1,10 @@
-//! Per-row reductions with a fixed order: sum, sum of squares, L2 norm and max |x| of x viewed as
-//! [rows, cols] with `rows = x.shape()[0]` (per-sample values; reshape to `[1, numel]` for the
-//! whole tensor). Two dispatches: partial results per (row, chunk of [`CHUNK`] columns) into a
-//! scratch tensor, then one workgroup per row combines them. The order depends only on the row
-//! length, so the same input gives the same bits on every run, and a row's result does not
-//! depend on the other rows. Accumulation is in f32; sums of squares over about 1e38 overflow to
-//! inf (no scaling is done).
+//! Row reductions with a fixed reduction order: x is viewed as [rows, cols] with
+//! rows = x.shape()[0] (one value per sample of an NCHW tensor; reshape to [1, numel] for a
+//! whole-tensor reduction). The same input gives the same bits on every run.
+//!
+//! Two stages: each row is cut into chunks of [`CHUNK`] elements, one workgroup per (row, chunk)
+//! writes a partial to `scratch`, then one workgroup per row folds its partials and finalises.
+//! Rows of at most one chunk need only the first stage and no scratch.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -16,8 +16,11 @@ use crate::recorder::Recorder;
 use crate::tensor::{DType, Tensor};
 
 const WG: u32 = 256;
-/// Columns folded by one stage-1 workgroup (16 per thread).
-pub const CHUNK: usize = 4096;
+const ITEMS: u32 = 16;
+/// Elements of a row that one stage-1 workgroup reduces.
+pub const CHUNK: usize = (WG * ITEMS) as usize;
+
+const CONSTANTS: &[(&str, f64)] = &[("WG", WG as f64), ("ITEMS", ITEMS as f64)];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduction {
@@ -27,7 +30,7 @@ pub enum Reduction {
     SumSq,
     /// sqrt(sum of x^2)
     L2,
-    /// max of |x| (0 for an empty row)
+    /// max |x| (0 is never exceeded from below, so an all-zero row gives 0)
     MaxAbs,
 }
 
@@ -49,28 +52,30 @@ struct Params {
     cols: u32,
     chunks: u32,
     op: u32,
-    groups: u32,
+    finalize: u32,
     _pad: [u32; 3],
 }
 
-fn chunks(cols: usize) -> usize {
+fn chunks_per_row(cols: usize) -> usize {
     cols.div_ceil(CHUNK).max(1)
 }
 
-/// Elements of scratch [`reduce_rows`] needs for `rows` rows of `cols` columns.
+/// f32 scratch elements [`reduce_rows`] needs for `rows` rows of `cols` elements: 0 when every
+/// row fits one chunk (one pass), else one partial per (row, chunk).
 pub fn reduce_scratch_len(rows: usize, cols: usize) -> usize {
-    rows * chunks(cols)
+    let chunks = chunks_per_row(cols);
+    if chunks == 1 { 0 } else { rows * chunks }
 }
 
-/// A scratch tensor big enough for [`reduce_rows`] on `rows` x `cols`; reusable across calls of
-/// that size or smaller.
+/// A scratch tensor for [`reduce_rows`] (shape [max(len, 1)], so it is always bindable).
 pub fn reduce_scratch(gpu: &Gpu, rows: usize, cols: usize) -> Result<Tensor> {
-    gpu.alloc(&[reduce_scratch_len(rows, cols)], DType::F32)
+    gpu.alloc(&[reduce_scratch_len(rows, cols).max(1)], DType::F32)
 }
 
-/// out[r] = reduction of row r of x viewed as [x.shape()[0], rest]. `out` needs exactly `rows`
-/// elements (any shape); `scratch` at least [`reduce_scratch_len`] elements; neither may overlap
-/// x or each other.
+/// out[r] = reduction of row r of x viewed as [rows, cols] (rows = x.shape()[0], cols = the
+/// product of the other dimensions). `out` must have `rows` elements, `scratch` at least
+/// [`reduce_scratch_len`]`(rows, cols)`; neither may share memory with `x` or each other.
+/// Empty rows (cols = 0) reduce to 0; no rows (rows = 0) records nothing.
 pub fn reduce_rows(
     rec: &mut Recorder,
     x: &Tensor,
@@ -96,39 +101,65 @@ pub fn reduce_rows(
             ),
         ));
     }
-    let need = reduce_scratch_len(rows, cols);
+    if rows == 0 {
+        return Ok(());
+    }
+    expect_disjoint(op, out, &[x])?;
+    // The kernels index x flat and step past the row end by up to one workgroup.
+    to_u32(op, "element count", x.numel() + WG as usize)?;
+    let chunks = chunks_per_row(cols);
+    let mut p = Params {
+        rows: to_u32(op, "rows", rows)?,
+        cols: to_u32(op, "cols", cols)?,
+        chunks: to_u32(op, "chunks per row", chunks)?,
+        op: r.code(),
+        finalize: 1,
+        _pad: [0; 3],
+    };
+    let stage1 = Kernel::new("reduce", "reduce_chunks").with(CONSTANTS);
+    if chunks == 1 {
+        let groups = rec.gpu().grid(p.rows);
+        return rec.dispatch(
+            &stage1,
+            &[
+                Bind::Params(bytemuck::bytes_of(&p)),
+                Bind::Tensor(x),
+                Bind::Tensor(out),
+            ],
+            groups,
+        );
+    }
+    let need = rows * chunks;
     if scratch.numel() < need {
         return Err(GpuError::shape(
             op,
             format!(
-                "scratch has {} elements, needs {need} for {rows} rows of {cols}",
+                "scratch has {} elements, {need} needed (reduce_scratch_len({rows}, {cols}))",
                 scratch.numel()
             ),
         ));
     }
-    expect_disjoint(op, out, &[x, scratch])?;
-    expect_disjoint(op, scratch, &[x])?;
-    to_u32(op, "element count", x.numel())?;
-    let p = Params {
-        rows: to_u32(op, "rows", rows)?,
-        cols: to_u32(op, "cols", cols)?,
-        chunks: to_u32(op, "chunks", chunks(cols))?,
-        op: r.code(),
-        groups: to_u32(op, "partial count", need)?,
-        _pad: [0; 3],
-    };
-    let constants = [("WG", WG as f64), ("CHUNK", CHUNK as f64)];
-    let params = Bind::Params(bytemuck::bytes_of(&p));
-    let groups = rec.gpu().grid(p.groups);
+    expect_disjoint(op, scratch, &[x, out])?;
+    p.finalize = 0;
+    let partials = to_u32(op, "partial count", need)?;
+    let groups = rec.gpu().grid(partials);
     rec.dispatch(
-        &Kernel::new("reduce", "reduce_partials").with(&constants),
-        &[params, Bind::Tensor(x), Bind::Tensor(scratch)],
+        &stage1,
+        &[
+            Bind::Params(bytemuck::bytes_of(&p)),
+            Bind::Tensor(x),
+            Bind::Tensor(scratch),
+        ],
         groups,
     )?;
     let groups = rec.gpu().grid(p.rows);
     rec.dispatch(
-        &Kernel::new("reduce", "reduce_finish").with(&constants),
-        &[params, Bind::Tensor(scratch), Bind::Tensor(out)],
+        &Kernel::new("reduce", "reduce_partials").with(CONSTANTS),
+        &[
+            Bind::Params(bytemuck::bytes_of(&p)),
+            Bind::Tensor(scratch),
+            Bind::Tensor(out),
+        ],
         groups,
     )
 }

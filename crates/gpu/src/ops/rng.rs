@@ -21,10 +21,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{expect_f32, to_u32};
-use crate::error::Result;
+use crate::error::{GpuError, Result};
 use crate::kernels::{Bind, Kernel};
 use crate::recorder::Recorder;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 const WG: u32 = 256;
 
@@ -48,7 +48,16 @@ fn draw(
     stream: u32,
     offset: u32,
 ) -> Result<()> {
-    expect_f32(op, "out", out)?;
+    if op == "rng_bits" {
+        if out.dtype() != DType::U32 {
+            return Err(GpuError::shape(
+                op,
+                format!("out must be u32, got {:?}", out.dtype()),
+            ));
+        }
+    } else {
+        expect_f32(op, "out", out)?;
+    }
     let n = to_u32(op, "element count", out.numel())?;
     let p = Params {
         n,
@@ -87,4 +96,16 @@ pub fn rng_normal(
     offset: u32,
 ) -> Result<()> {
     draw(rec, "rng_normal", out, seed, stream, offset)
+}
+
+/// Fills `out` (any shape, u32) with the raw Philox words: element `i` is word `i % 4` of the
+/// block `i / 4` that [`rng_uniform`] and [`rng_normal`] also draw from.
+pub fn rng_bits(
+    rec: &mut Recorder,
+    out: &Tensor,
+    seed: u64,
+    stream: u32,
+    offset: u32,
+) -> Result<()> {
+    draw(rec, "rng_bits", out, seed, stream, offset)
 }

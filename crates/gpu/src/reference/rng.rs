@@ -36,6 +36,13 @@ pub fn block_words(block: usize, seed: u64, stream: u32, offset: u32) -> [u32; 4
     )
 }
 
+/// n raw Philox words: element i is word i % 4 of block i / 4.
+pub fn bits(n: usize, seed: u64, stream: u32, offset: u32) -> Vec<u32> {
+    (0..n)
+        .map(|i| block_words(i / 4, seed, stream, offset)[i % 4])
+        .collect()
+}
+
 /// The top 24 bits of a word as a multiple of 2^-24 in [0, 1); exact in f32.
 fn unit(word: u32) -> f64 {
     (word >> 8) as f64 / (1u64 << 24) as f64

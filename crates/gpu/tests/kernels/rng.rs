@@ -1,5 +1,5 @@
 use equireg_gpu::DType;
-use equireg_gpu::ops::rng::{rng_normal, rng_uniform};
+use equireg_gpu::ops::rng::{rng_bits, rng_normal, rng_uniform};
 use equireg_gpu::reference::rng as cpu;
 
 use crate::common::{assert_close, gpu, rec};
@@ -100,6 +100,34 @@ fn philox_matches_random123_known_answers() {
             cpu::philox4x32_10(counter, key),
             want,
             "counter {counter:08x?} key {key:08x?}"
+        );
+    }
+}
+
+#[test]
+fn gpu_philox_words_match_reference() {
+    let g = gpu();
+    let draw_bits = |n: usize, seed: u64, stream: u32, offset: u32| {
+        let out = g.alloc(&[n], DType::U32).unwrap();
+        let mut r = rec();
+        rng_bits(&mut r, &out, seed, stream, offset).unwrap();
+        r.submit().unwrap();
+        g.download_u32(&out).unwrap()
+    };
+    // Block 0 of seed 0, stream 0, offset 0 is Philox of counter 0 and key 0: the first
+    // known-answer vector, computed on the GPU.
+    assert_eq!(
+        draw_bits(4, 0, 0, 0),
+        [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+    );
+    // All 32 bits of every word, with key and counter words that have their top bits set (the
+    // 16-bit-halves multiply is wrong there first if it is wrong).
+    for (seed, stream, offset) in [(SEED, 3, 7), (u64::MAX, u32::MAX, u32::MAX)] {
+        let n = 100_003;
+        assert_eq!(
+            draw_bits(n, seed, stream, offset),
+            cpu::bits(n, seed, stream, offset),
+            "seed {seed:#x} stream {stream} offset {offset}"
         );
     }
 }
@@ -216,7 +244,7 @@ fn draws_repeat_and_differ_by_seed_stream_offset() {
 }
 
 #[test]
-fn non_f32_output_is_an_error() {
+fn wrong_output_dtype_is_an_error() {
     let g = gpu();
     let out = g.alloc(&[16], DType::U32).unwrap();
     let mut r = rec();
@@ -224,5 +252,8 @@ fn non_f32_output_is_an_error() {
     assert!(e.contains("rng_uniform") && e.contains("f32"), "{e}");
     let e = rng_normal(&mut r, &out, 1, 0, 0).unwrap_err().to_string();
     assert!(e.contains("rng_normal"), "{e}");
+    let floats = g.alloc(&[16], DType::F32).unwrap();
+    let e = rng_bits(&mut r, &floats, 1, 0, 0).unwrap_err().to_string();
+    assert!(e.contains("rng_bits") && e.contains("u32"), "{e}");
     assert!(r.is_empty());
 }
