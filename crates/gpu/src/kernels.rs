@@ -12,6 +12,10 @@ use crate::tensor::{GpuBuffer, Tensor};
 /// Every shader file of `shaders/`, by name. A test checks this list against the directory.
 pub const SHADERS: &[(&str, &str)] = &[
     ("attention", include_str!("../../../shaders/attention.wgsl")),
+    (
+        "attention_vjp",
+        include_str!("../../../shaders/attention_vjp.wgsl"),
+    ),
     ("concat", include_str!("../../../shaders/concat.wgsl")),
     ("conv2d", include_str!("../../../shaders/conv2d.wgsl")),
     ("conv2d_vjp", include_str!("../../../shaders/conv2d_vjp.wgsl")),

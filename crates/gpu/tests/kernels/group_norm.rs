@@ -463,3 +463,57 @@ fn vjp_bad_shapes_are_errors() {
     assert!(e.to_string().contains("must not share memory"), "{e}");
     assert!(r.is_empty());
 }
+
+/// Median wall time (submit + sync, after warm-up) of `record`'s dispatches.
+fn median_time(record: &dyn Fn(&mut equireg_gpu::Recorder), runs: usize) -> f64 {
+    let g = gpu();
+    let once = || {
+        let mut r = g.recorder();
+        record(&mut r);
+        let t0 = std::time::Instant::now();
+        r.submit().unwrap();
+        g.sync().unwrap();
+        t0.elapsed().as_secs_f64()
+    };
+    for _ in 0..3 {
+        once();
+    }
+    let mut times: Vec<f64> = (0..runs).map(|_| once()).collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// VJP time / forward time for c128 64x64 with SiLU and scale-shift. Opt-in: `-- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn bench_vjp_vs_forward_c128_64x64() {
+    let g = gpu();
+    let shape = [1, 128, 64, 64];
+    let numel: usize = shape.iter().product();
+    let xt = g.upload(&shape, &random(numel, 510)).unwrap();
+    let dyt = g.upload(&shape, &random(numel, 511)).unwrap();
+    let gt = g.upload(&[128], &random(128, 512)).unwrap();
+    let bt = g.upload(&[128], &random(128, 513)).unwrap();
+    let st = g.upload(&[1, 256], &random(256, 514)).unwrap();
+    let out = g.alloc(&shape, DType::F32).unwrap();
+    let p = GroupNormParams {
+        silu: true,
+        ..Default::default()
+    };
+    let fwd = median_time(
+        &|r| group_norm(r, &xt, &gt, &bt, Some(&st), &out, p).unwrap(),
+        21,
+    );
+    let vjp = median_time(
+        &|r| group_norm_vjp(r, &xt, &gt, &bt, Some(&st), &dyt, &out, p).unwrap(),
+        21,
+    );
+    eprintln!(
+        "groupnorm-c128-64x64 silu+ss on {}: forward {:.3} ms, vjp {:.3} ms, ratio {:.2}",
+        g.caps().describe(),
+        fwd * 1e3,
+        vjp * 1e3,
+        vjp / fwd
+    );
+}
