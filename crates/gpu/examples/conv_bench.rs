@@ -42,9 +42,14 @@ fn cpu_seconds() -> f64 {
     (t(11) + t(12)) / 100.0
 }
 
-/// (median wall seconds, CPU seconds per run).
-fn time(g: &Gpu, reps: usize, f: &Record) -> (f64, f64) {
-    for _ in 0..2 {
+/// (first run incl. pipeline creation, median wall seconds, CPU seconds per run).
+fn time(g: &Gpu, reps: usize, f: &Record) -> (f64, f64, f64) {
+    let t0 = Instant::now();
+    let mut first = 0.0;
+    for i in 0..2 {
+        if i == 1 {
+            first = t0.elapsed().as_secs_f64();
+        }
         let mut r = g.recorder();
         f(&mut r).unwrap();
         r.submit().unwrap();
@@ -63,7 +68,7 @@ fn time(g: &Gpu, reps: usize, f: &Record) -> (f64, f64) {
         .collect();
     let cpu = (cpu_seconds() - c0) / reps as f64;
     ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (ts[reps / 2], cpu)
+    (first, ts[reps / 2], cpu)
 }
 
 fn conv_case(g: &Gpu, n: usize, c: usize, hw: usize, k: usize, path: KernelPath) -> Record {
@@ -118,9 +123,9 @@ fn main() {
         } else {
             conv_case(&g, n, c, hw, k, path)
         };
-        let (wall, cpu) = time(&g, reps, &f);
+        let (first, wall, cpu) = time(&g, reps, &f);
         println!(
-            "{name:24} median {:8.2} ms {:6.2} GFLOP/s | cpu {:8.2} ms/run = {:6.2} GFLOP/s on 2 cores",
+            "{name:24} median {:8.2} ms {:6.2} GFLOP/s | cpu {:8.2} ms/run = {:6.2} GFLOP/s on 2 cores | first run {first:.1} s",
             wall * 1e3,
             flops / wall * 1e-9,
             cpu * 1e3,
