@@ -316,6 +316,86 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (RM == 2u) { store_px4(acc1, co0 + 8u, nimg, oy, ox0); }
 }
 
+// ---- one input and one output channel, stride 1 (blur-sized kernels) -----------------------
+// Lane l owns 32 consecutive output columns of row oy0 + l (8 rows per subgroup). Each kernel
+// row runs in chunks of 8 taps: lane l loads tap kx0 + l (0 past the end) and the 8 weights are
+// broadcast; each lane keeps 40 inputs (its 32 columns + 8) in registers and loads 8 new ones
+// per chunk. Per chunk: 9 loads and 256 FMAs per lane, one accumulator write per 8 taps.
+
+fn sh1(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return vec4(a.yzw, b.x); }
+fn sh2(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return vec4(a.zw, b.xy); }
+fn sh3(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return vec4(a.w, b.xyz); }
+
+// Output columns 4q..4q+3: sum over the 8 taps j of w[j] * inputs 4q + j ..
+fn taps8(c: array<vec4<f32>, 10>, q: u32, w: array<f32, 8>) -> vec4<f32> {
+    let a = c[q];
+    let b = c[q + 1u];
+    let d = c[q + 2u];
+    return a * w[0] + sh1(a, b) * w[1] + sh2(a, b) * w[2] + sh3(a, b) * w[3]
+         + b * w[4] + sh1(b, d) * w[5] + sh2(b, d) * w[6] + sh3(b, d) * w[7];
+}
+
+fn x_vec4(rb: u32, ix: i32, row_ok: bool) -> vec4<f32> {
+    return vec4(x_or0(rb, ix, row_ok), x_or0(rb, ix + 1, row_ok), x_or0(rb, ix + 2, row_ok),
+                x_or0(rb, ix + 3, row_ok));
+}
+
+// t0 = column tiles of 32, t1 = row tiles of 8, total = t0 * t1 * N (images = planes).
+@compute @workgroup_size(8)
+fn conv1ch_s1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(subgroup_invocation_id) sl: u32) {
+    let tile = wid.x + wid.y * nwg.x;
+    if (tile >= cp.total) { return; }
+    let ox0 = (tile % cp.t0) * 32u;
+    let oy = ((tile / cp.t0) % cp.t1) * 8u + sl;
+    let n = tile / (cp.t0 * cp.t1);
+    let plane = n * cp.h * cp.w;
+    let ix0 = i32(ox0) - i32(cp.pad);
+    var acc: array<vec4<f32>, 8>;
+    for (var ky = 0u; ky < cp.kh; ky++) {
+        let iy = i32(oy + ky) - i32(cp.pad);
+        let row_ok = iy >= 0 && iy < i32(cp.h);
+        let rb = plane + u32(clamp(iy, 0, i32(cp.h) - 1)) * cp.w;
+        var win = array(x_vec4(rb, ix0, row_ok), x_vec4(rb, ix0 + 4, row_ok),
+                        x_vec4(rb, ix0 + 8, row_ok), x_vec4(rb, ix0 + 12, row_ok),
+                        x_vec4(rb, ix0 + 16, row_ok), x_vec4(rb, ix0 + 20, row_ok),
+                        x_vec4(rb, ix0 + 24, row_ok), x_vec4(rb, ix0 + 28, row_ok));
+        for (var kx0 = 0u; kx0 < cp.kw; kx0 += 8u) {
+            let i = ix0 + i32(kx0) + 32;
+            let n0 = x_vec4(rb, i, row_ok);
+            let n1 = x_vec4(rb, i + 4, row_ok);
+            let kx = kx0 + sl;
+            let wl = select(0.0, in1[ky * cp.kw + min(kx, cp.kw - 1u)], kx < cp.kw);
+            let w = array(subgroupBroadcast(wl, 0u), subgroupBroadcast(wl, 1u), subgroupBroadcast(wl, 2u),
+                          subgroupBroadcast(wl, 3u), subgroupBroadcast(wl, 4u), subgroupBroadcast(wl, 5u),
+                          subgroupBroadcast(wl, 6u), subgroupBroadcast(wl, 7u));
+            let c = array(win[0], win[1], win[2], win[3], win[4], win[5], win[6], win[7], n0, n1);
+            acc[0] += taps8(c, 0u, w);
+            acc[1] += taps8(c, 1u, w);
+            acc[2] += taps8(c, 2u, w);
+            acc[3] += taps8(c, 3u, w);
+            acc[4] += taps8(c, 4u, w);
+            acc[5] += taps8(c, 5u, w);
+            acc[6] += taps8(c, 6u, w);
+            acc[7] += taps8(c, 7u, w);
+            win = array(c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]);
+        }
+    }
+    if (oy >= cp.ho) { return; }
+    var bv = 0.0;
+    if ((cp.flags & HAS_BIAS) != 0u) { bv = bias[0]; }
+    let ob = (n * cp.ho + oy) * cp.wo + ox0;
+    let m = min(cp.wo - ox0, 32u);
+    for (var q = 0u; q < 8u; q++) {
+        let v = acc[q] + bv;
+        let j = 4u * q;
+        if (j < m) { store_res(ob + j, v.x); }
+        if (j + 1u < m) { store_res(ob + j + 1u, v.y); }
+        if (j + 2u < m) { store_res(ob + j + 2u, v.z); }
+        if (j + 3u < m) { store_res(ob + j + 3u, v.w); }
+    }
+}
+
 // ---- batched GEMM: out[b, m, n] = sum_k a[b, m, k] * b[b, k, n] ------------------------------
 // One subgroup computes 64 rows x 64 columns. Lane l owns rows m0 + l + 8i (i < 8) and loads
 // their a values itself; the 64 b values of a k step are loaded one per lane (8 loads) and

@@ -12,6 +12,8 @@ use equireg_gpu::ops::matmul::matmul_with;
 use equireg_gpu::{DType, Gpu, GpuOptions, Recorder, Result, Tensor};
 
 type Record = Box<dyn Fn(&mut Recorder) -> Result<()>>;
+/// (batch, channels, image side, kernel side, stride)
+type Conv = (usize, usize, usize, usize, usize);
 
 fn data(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
@@ -71,15 +73,18 @@ fn time(g: &Gpu, reps: usize, f: &Record) -> (f64, f64, f64) {
     (first, ts[reps / 2], cpu)
 }
 
-fn conv_case(g: &Gpu, n: usize, c: usize, hw: usize, k: usize, path: KernelPath) -> Record {
+/// A square convolution with c channels in and out, "same" padding.
+fn conv_case(g: &Gpu, (n, c, hw, k, s): Conv, path: KernelPath) -> Record {
     let x = tensor(g, &[n, c, hw, hw], 1);
     let w = tensor(g, &[c, c, k, k], 2);
     let b = tensor(g, &[c], 3);
-    let out = g.alloc(&[n, c, hw, hw], DType::F32).unwrap();
     let p = Conv2dParams {
-        stride: 1,
+        stride: s as u32,
         padding: (k / 2) as u32,
     };
+    let out = g
+        .alloc(&[n, c, hw.div_ceil(s), hw.div_ceil(s)], DType::F32)
+        .unwrap();
     Box::new(move |rec| conv2d_with(rec, &x, &w, Some(&b), None, &out, p, path))
 }
 
@@ -97,22 +102,41 @@ fn main() {
         "adapter: {}, path {path:?}, {reps} runs",
         g.caps().describe()
     );
-    let conv = |n: usize, c: usize, hw: usize, k: usize| {
+    let conv = |n: usize, c: usize, hw: usize, k: usize, s: usize| {
+        let stride = if s > 1 {
+            format!("s{s}")
+        } else {
+            String::new()
+        };
+        let ho = hw.div_ceil(s);
         (
-            format!("conv{k}x{k}-c{c}-{hw}x{hw}-b{n}"),
-            2.0 * (n * c * c * k * k * hw * hw) as f64,
-            (n, c, hw, k),
+            format!("conv{k}x{k}{stride}-c{c}-{hw}x{hw}-b{n}"),
+            2.0 * (n * c * c * k * k * ho * ho) as f64,
+            (n, c, hw, k, s),
         )
     };
     let mut cases = vec![
-        conv(1, 128, 64, 3),
-        conv(1, 256, 32, 3),
-        conv(4, 128, 64, 3),
-        conv(1, 512, 16, 1),
+        conv(1, 128, 64, 3, 1),
+        conv(1, 256, 32, 3, 1),
+        conv(4, 128, 64, 3, 1),
+        conv(1, 512, 16, 1, 1),
     ];
-    cases.push(("matmul-1024".into(), 2.0 * 1024f64.powi(3), (0, 1024, 0, 0)));
-    for (name, flops, (n, c, hw, k)) in cases {
-        if !name.contains(&filter) {
+    cases.push((
+        "matmul-1024".into(),
+        2.0 * 1024f64.powi(3),
+        (0, 1024, 0, 0, 0),
+    ));
+    // Not in the target list: the generic kernel (stride 2, 5x5, blur-sized single channel).
+    if filter == "extra" {
+        cases = vec![
+            conv(1, 128, 64, 3, 2),
+            conv(1, 64, 32, 5, 1),
+            conv(3, 1, 128, 61, 1),
+        ];
+    }
+    for (name, flops, cfg) in cases {
+        let (_, c, ..) = cfg;
+        if filter != "extra" && !name.contains(&filter) {
             continue;
         }
         let f: Record = if name.starts_with("matmul") {
@@ -121,7 +145,7 @@ fn main() {
             let out = g.alloc(&[c, c], DType::F32).unwrap();
             Box::new(move |rec| matmul_with(rec, &a, &b, &out, false, false, path))
         } else {
-            conv_case(&g, n, c, hw, k, path)
+            conv_case(&g, cfg, path)
         };
         let (first, wall, cpu) = time(&g, reps, &f);
         println!(
