@@ -16,11 +16,15 @@
 //   0 params (uniform), 1 x / a (read), 2 w / b (read), 3 bias (read), 4 residual (read),
 //   5 out (read_write). bias and residual are bound to some input when absent (flags say so).
 
-// Subgroups per workgroup of conv_sg (workgroup size = 8 * SG).
+// Tile shapes are fixed per entry point: broadcasts need constant lane indices and the register
+// blocks are written out. Accumulators are separate variables, not one array, because naga's
+// SPIR-V backend (v30) panics on a pointer argument to an array element (&a[i]).
+//
+// conv_any: subgroups per workgroup (workgroup size = 8 * SG).
 override SG: u32 = 8u;
-// conv_sg: output channels per subgroup = 8 * RM (RM = 1 or 2).
+// conv_any: output channels per subgroup = 8 * RM (RM = 1 or 2).
 override RM: u32 = 2u;
-// conv_sg: the stride (1 or 2); stride 1 slides a window instead of reloading.
+// conv_any: the stride; stride 1 slides a window instead of reloading.
 override STRIDE: u32 = 1u;
 
 const HAS_BIAS: u32 = 1u;
@@ -219,7 +223,7 @@ fn conv3x3_s1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     store_row16(a70, c0, oy0 + 7u, n, ox0); store_row16(a71, c1, oy0 + 7u, n, ox0);
 }
 
-// ---- any kernel size, stride 1 or 2 ----------------------------------------------------------
+// ---- any kernel size and stride -------------------------------------------------------------
 // Lane l of a subgroup owns 4 consecutive output pixels of one row; the subgroup shares 8 * RM
 // output channels, whose weights are loaded one per lane and broadcast. With stride 1 the four
 // inputs of a tap slide by one per kx, so each tap loads one new input per lane.

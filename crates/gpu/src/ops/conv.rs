@@ -197,13 +197,12 @@ pub fn conv2d_with(
         total = cp.t0 as u64 * cp.t1 as u64 * cp.t2 as u64 * cp.n as u64;
         (shader, entry, consts) = ("conv2d", "conv3x3_s1", vec![]);
     } else if sg {
-        let sgs = (rec
-            .gpu()
-            .caps()
-            .limits
+        // Up to 8 subgroups per workgroup (they share the channel block, not data).
+        let l = &rec.gpu().caps().limits;
+        let max_wg = l
             .max_compute_invocations_per_workgroup
-            / 8)
-        .clamp(1, 8);
+            .min(l.max_compute_workgroup_size_x);
+        let sgs = (max_wg / 8).clamp(1, 8);
         let rm = if cp.co > 8 { 2 } else { 1 };
         cp.t0 = cp.wo.div_ceil(4);
         let chunks = cp.n as u64 * cp.ho as u64 * cp.t0 as u64;
