@@ -16,11 +16,15 @@
 //   0 params (uniform), 1 x / a (read), 2 w / b (read), 3 bias (read), 4 residual (read),
 //   5 out (read_write). bias and residual are bound to some input when absent (flags say so).
 
-// Subgroups per workgroup of conv_sg (workgroup size = 8 * SG).
+// Tile shapes are fixed per entry point: broadcasts need constant lane indices and the register
+// blocks are written out. Accumulators are separate variables, not one array, because naga's
+// SPIR-V backend (v30) panics on a pointer argument to an array element (&a[i]).
+//
+// conv_any: subgroups per workgroup (workgroup size = 8 * SG).
 override SG: u32 = 8u;
-// conv_sg: output channels per subgroup = 8 * RM (RM = 1 or 2).
+// conv_any: output channels per subgroup = 8 * RM (RM = 1 or 2).
 override RM: u32 = 2u;
-// conv_sg: the stride (1 or 2); stride 1 slides a window instead of reloading.
+// conv_any: the stride; stride 1 slides a window instead of reloading.
 override STRIDE: u32 = 1u;
 
 const HAS_BIAS: u32 = 1u;
@@ -219,7 +223,7 @@ fn conv3x3_s1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     store_row16(a70, c0, oy0 + 7u, n, ox0); store_row16(a71, c1, oy0 + 7u, n, ox0);
 }
 
-// ---- any kernel size, stride 1 or 2 ----------------------------------------------------------
+// ---- any kernel size and stride -------------------------------------------------------------
 // Lane l of a subgroup owns 4 consecutive output pixels of one row; the subgroup shares 8 * RM
 // output channels, whose weights are loaded one per lane and broadcast. With stride 1 the four
 // inputs of a tap slide by one per kx, so each tap loads one new input per lane.
@@ -316,10 +320,91 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (RM == 2u) { store_px4(acc1, co0 + 8u, nimg, oy, ox0); }
 }
 
+// ---- one input and one output channel, stride 1 (blur-sized kernels) -----------------------
+// Lane l owns 32 consecutive output columns of row oy0 + l (8 rows per subgroup). Each kernel
+// row runs in chunks of 8 taps: lane l loads tap kx0 + l (0 past the end) and the 8 weights are
+// broadcast; each lane keeps 40 inputs (its 32 columns + 8) in registers and loads 8 new ones
+// per chunk. Per chunk: 9 loads and 256 FMAs per lane, one accumulator write per 8 taps.
+
+fn sh1(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return vec4(a.yzw, b.x); }
+fn sh2(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return vec4(a.zw, b.xy); }
+fn sh3(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return vec4(a.w, b.xyz); }
+
+// Output columns 4q..4q+3: sum over the 8 taps j of w[j] * inputs 4q + j ..
+fn taps8(c: array<vec4<f32>, 10>, q: u32, w: array<f32, 8>) -> vec4<f32> {
+    let a = c[q];
+    let b = c[q + 1u];
+    let d = c[q + 2u];
+    return a * w[0] + sh1(a, b) * w[1] + sh2(a, b) * w[2] + sh3(a, b) * w[3]
+         + b * w[4] + sh1(b, d) * w[5] + sh2(b, d) * w[6] + sh3(b, d) * w[7];
+}
+
+fn x_vec4(rb: u32, ix: i32, row_ok: bool) -> vec4<f32> {
+    return vec4(x_or0(rb, ix, row_ok), x_or0(rb, ix + 1, row_ok), x_or0(rb, ix + 2, row_ok),
+                x_or0(rb, ix + 3, row_ok));
+}
+
+// t0 = column tiles of 32, t1 = row tiles of 8, total = t0 * t1 * N (images = planes).
+@compute @workgroup_size(8)
+fn conv1ch_s1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(subgroup_invocation_id) sl: u32) {
+    let tile = wid.x + wid.y * nwg.x;
+    if (tile >= cp.total) { return; }
+    let ox0 = (tile % cp.t0) * 32u;
+    let oy = ((tile / cp.t0) % cp.t1) * 8u + sl;
+    let n = tile / (cp.t0 * cp.t1);
+    let plane = n * cp.h * cp.w;
+    let ix0 = i32(ox0) - i32(cp.pad);
+    var acc: array<vec4<f32>, 8>;
+    for (var ky = 0u; ky < cp.kh; ky++) {
+        let iy = i32(oy + ky) - i32(cp.pad);
+        let row_ok = iy >= 0 && iy < i32(cp.h);
+        let rb = plane + u32(clamp(iy, 0, i32(cp.h) - 1)) * cp.w;
+        var win = array(x_vec4(rb, ix0, row_ok), x_vec4(rb, ix0 + 4, row_ok),
+                        x_vec4(rb, ix0 + 8, row_ok), x_vec4(rb, ix0 + 12, row_ok),
+                        x_vec4(rb, ix0 + 16, row_ok), x_vec4(rb, ix0 + 20, row_ok),
+                        x_vec4(rb, ix0 + 24, row_ok), x_vec4(rb, ix0 + 28, row_ok));
+        for (var kx0 = 0u; kx0 < cp.kw; kx0 += 8u) {
+            let i = ix0 + i32(kx0) + 32;
+            let n0 = x_vec4(rb, i, row_ok);
+            let n1 = x_vec4(rb, i + 4, row_ok);
+            let kx = kx0 + sl;
+            let wl = select(0.0, in1[ky * cp.kw + min(kx, cp.kw - 1u)], kx < cp.kw);
+            let w = array(subgroupBroadcast(wl, 0u), subgroupBroadcast(wl, 1u), subgroupBroadcast(wl, 2u),
+                          subgroupBroadcast(wl, 3u), subgroupBroadcast(wl, 4u), subgroupBroadcast(wl, 5u),
+                          subgroupBroadcast(wl, 6u), subgroupBroadcast(wl, 7u));
+            let c = array(win[0], win[1], win[2], win[3], win[4], win[5], win[6], win[7], n0, n1);
+            acc[0] += taps8(c, 0u, w);
+            acc[1] += taps8(c, 1u, w);
+            acc[2] += taps8(c, 2u, w);
+            acc[3] += taps8(c, 3u, w);
+            acc[4] += taps8(c, 4u, w);
+            acc[5] += taps8(c, 5u, w);
+            acc[6] += taps8(c, 6u, w);
+            acc[7] += taps8(c, 7u, w);
+            win = array(c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]);
+        }
+    }
+    if (oy >= cp.ho) { return; }
+    var bv = 0.0;
+    if ((cp.flags & HAS_BIAS) != 0u) { bv = bias[0]; }
+    let ob = (n * cp.ho + oy) * cp.wo + ox0;
+    let m = min(cp.wo - ox0, 32u);
+    for (var q = 0u; q < 8u; q++) {
+        let v = acc[q] + bv;
+        let j = 4u * q;
+        if (j < m) { store_res(ob + j, v.x); }
+        if (j + 1u < m) { store_res(ob + j + 1u, v.y); }
+        if (j + 2u < m) { store_res(ob + j + 2u, v.z); }
+        if (j + 3u < m) { store_res(ob + j + 3u, v.w); }
+    }
+}
+
 // ---- batched GEMM: out[b, m, n] = sum_k a[b, m, k] * b[b, k, n] ------------------------------
-// One subgroup computes 64 rows x 32 columns. Lane l owns rows m0 + l + 8i (i < 8) and loads
-// their a values itself; the 32 b values of a k step are loaded one per lane (4 loads) and
-// broadcast. Per k step: 96 loaded floats, 256 FMAs per lane.
+// One subgroup computes 64 rows x 64 columns. Lane l owns rows m0 + l + 8i (i < 8) and loads
+// their a values itself; the 64 b values of a k step are loaded one per lane (8 loads) and
+// broadcast. Per k step: 128 loaded floats, 512 FMAs per lane. (64 x 32 tiles were 30% slower;
+// two k steps per accumulator write gained nothing measurable and doubled the compile time.)
 
 fn gemm_store(m: u32, n: u32, b: u32, v: f32) {
     if (m >= gp.m || n >= gp.n) { return; }
@@ -330,26 +415,20 @@ fn gemm_store(m: u32, n: u32, b: u32, v: f32) {
     out[i] = r;
 }
 
-// Two k steps at once: acc[2c], acc[2c+1] += rows 0-3, 4-7 of a (k) times the value lane c holds
-// in b (k), plus the same for (k + 1) in a2 / b2. One accumulator write per two products.
-fn bcast_outer8x2(acc: ptr<function, array<vec4<f32>, 16>>, a0: vec4<f32>, a1: vec4<f32>, b: f32,
-                  a20: vec4<f32>, a21: vec4<f32>, b2: f32) {
-    var bl = subgroupBroadcast(b, 0u); var bh = subgroupBroadcast(b2, 0u);
-    (*acc)[0] += a0 * bl + a20 * bh; (*acc)[1] += a1 * bl + a21 * bh;
-    bl = subgroupBroadcast(b, 1u); bh = subgroupBroadcast(b2, 1u);
-    (*acc)[2] += a0 * bl + a20 * bh; (*acc)[3] += a1 * bl + a21 * bh;
-    bl = subgroupBroadcast(b, 2u); bh = subgroupBroadcast(b2, 2u);
-    (*acc)[4] += a0 * bl + a20 * bh; (*acc)[5] += a1 * bl + a21 * bh;
-    bl = subgroupBroadcast(b, 3u); bh = subgroupBroadcast(b2, 3u);
-    (*acc)[6] += a0 * bl + a20 * bh; (*acc)[7] += a1 * bl + a21 * bh;
-    bl = subgroupBroadcast(b, 4u); bh = subgroupBroadcast(b2, 4u);
-    (*acc)[8] += a0 * bl + a20 * bh; (*acc)[9] += a1 * bl + a21 * bh;
-    bl = subgroupBroadcast(b, 5u); bh = subgroupBroadcast(b2, 5u);
-    (*acc)[10] += a0 * bl + a20 * bh; (*acc)[11] += a1 * bl + a21 * bh;
-    bl = subgroupBroadcast(b, 6u); bh = subgroupBroadcast(b2, 6u);
-    (*acc)[12] += a0 * bl + a20 * bh; (*acc)[13] += a1 * bl + a21 * bh;
-    bl = subgroupBroadcast(b, 7u); bh = subgroupBroadcast(b2, 7u);
-    (*acc)[14] += a0 * bl + a20 * bh; (*acc)[15] += a1 * bl + a21 * bh;
+// acc[2c], acc[2c+1] += rows 0-3, 4-7 of this lane times the column value lane c holds in bl.
+fn bcast_outer8(acc: ptr<function, array<vec4<f32>, 16>>, a0: vec4<f32>, a1: vec4<f32>, bl: f32) {
+    let b0 = subgroupBroadcast(bl, 0u); let b1 = subgroupBroadcast(bl, 1u);
+    let b2 = subgroupBroadcast(bl, 2u); let b3 = subgroupBroadcast(bl, 3u);
+    let b4 = subgroupBroadcast(bl, 4u); let b5 = subgroupBroadcast(bl, 5u);
+    let b6 = subgroupBroadcast(bl, 6u); let b7 = subgroupBroadcast(bl, 7u);
+    (*acc)[0] += a0 * b0; (*acc)[1] += a1 * b0;
+    (*acc)[2] += a0 * b1; (*acc)[3] += a1 * b1;
+    (*acc)[4] += a0 * b2; (*acc)[5] += a1 * b2;
+    (*acc)[6] += a0 * b3; (*acc)[7] += a1 * b3;
+    (*acc)[8] += a0 * b4; (*acc)[9] += a1 * b4;
+    (*acc)[10] += a0 * b5; (*acc)[11] += a1 * b5;
+    (*acc)[12] += a0 * b6; (*acc)[13] += a1 * b6;
+    (*acc)[14] += a0 * b7; (*acc)[15] += a1 * b7;
 }
 
 // Columns n0 + c (c < 8) for the 8 rows of this lane.
@@ -402,22 +481,17 @@ fn gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     var c2: array<vec4<f32>, 16>; var c3: array<vec4<f32>, 16>;
     var c4: array<vec4<f32>, 16>; var c5: array<vec4<f32>, 16>;
     var c6: array<vec4<f32>, 16>; var c7: array<vec4<f32>, 16>;
-    for (var k = 0u; k < gp.k; k += 2u) {
-        // With an odd K the second step of the last pair repeats step K - 1 with a = 0.
-        let k2 = min(k + 1u, gp.k - 1u);
+    for (var k = 0u; k < gp.k; k++) {
         let a = a_rows8(abase, m0, k);
-        var a2 = a_rows8(abase, m0, k2);
-        if (k + 1u >= gp.k) { a2 = array(vec4<f32>(), vec4<f32>()); }
         let kb = k * gp.b_sk;
-        let kb2 = k2 * gp.b_sk;
-        bcast_outer8x2(&c0, a[0], a[1], in1[bc0 + kb], a2[0], a2[1], in1[bc0 + kb2]);
-        bcast_outer8x2(&c1, a[0], a[1], in1[bc1 + kb], a2[0], a2[1], in1[bc1 + kb2]);
-        bcast_outer8x2(&c2, a[0], a[1], in1[bc2 + kb], a2[0], a2[1], in1[bc2 + kb2]);
-        bcast_outer8x2(&c3, a[0], a[1], in1[bc3 + kb], a2[0], a2[1], in1[bc3 + kb2]);
-        bcast_outer8x2(&c4, a[0], a[1], in1[bc4 + kb], a2[0], a2[1], in1[bc4 + kb2]);
-        bcast_outer8x2(&c5, a[0], a[1], in1[bc5 + kb], a2[0], a2[1], in1[bc5 + kb2]);
-        bcast_outer8x2(&c6, a[0], a[1], in1[bc6 + kb], a2[0], a2[1], in1[bc6 + kb2]);
-        bcast_outer8x2(&c7, a[0], a[1], in1[bc7 + kb], a2[0], a2[1], in1[bc7 + kb2]);
+        bcast_outer8(&c0, a[0], a[1], in1[bc0 + kb]);
+        bcast_outer8(&c1, a[0], a[1], in1[bc1 + kb]);
+        bcast_outer8(&c2, a[0], a[1], in1[bc2 + kb]);
+        bcast_outer8(&c3, a[0], a[1], in1[bc3 + kb]);
+        bcast_outer8(&c4, a[0], a[1], in1[bc4 + kb]);
+        bcast_outer8(&c5, a[0], a[1], in1[bc5 + kb]);
+        bcast_outer8(&c6, a[0], a[1], in1[bc6 + kb]);
+        bcast_outer8(&c7, a[0], a[1], in1[bc7 + kb]);
     }
     gemm_store8(c0, m0, n0, b);
     gemm_store8(c1, m0, n0 + 8u, b);

@@ -12,6 +12,8 @@ use equireg_gpu::ops::matmul::matmul_with;
 use equireg_gpu::{DType, Gpu, GpuOptions, Recorder, Result, Tensor};
 
 type Record = Box<dyn Fn(&mut Recorder) -> Result<()>>;
+/// (batch, channels, image side, kernel side, stride)
+type Conv = (usize, usize, usize, usize, usize);
 
 fn data(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
@@ -42,9 +44,14 @@ fn cpu_seconds() -> f64 {
     (t(11) + t(12)) / 100.0
 }
 
-/// (median wall seconds, CPU seconds per run).
-fn time(g: &Gpu, reps: usize, f: &Record) -> (f64, f64) {
-    for _ in 0..2 {
+/// (first run incl. pipeline creation, median wall seconds, CPU seconds per run).
+fn time(g: &Gpu, reps: usize, f: &Record) -> (f64, f64, f64) {
+    let t0 = Instant::now();
+    let mut first = 0.0;
+    for i in 0..2 {
+        if i == 1 {
+            first = t0.elapsed().as_secs_f64();
+        }
         let mut r = g.recorder();
         f(&mut r).unwrap();
         r.submit().unwrap();
@@ -63,18 +70,21 @@ fn time(g: &Gpu, reps: usize, f: &Record) -> (f64, f64) {
         .collect();
     let cpu = (cpu_seconds() - c0) / reps as f64;
     ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (ts[reps / 2], cpu)
+    (first, ts[reps / 2], cpu)
 }
 
-fn conv_case(g: &Gpu, n: usize, c: usize, hw: usize, k: usize, path: KernelPath) -> Record {
+/// A square convolution with c channels in and out, "same" padding.
+fn conv_case(g: &Gpu, (n, c, hw, k, s): Conv, path: KernelPath) -> Record {
     let x = tensor(g, &[n, c, hw, hw], 1);
     let w = tensor(g, &[c, c, k, k], 2);
     let b = tensor(g, &[c], 3);
-    let out = g.alloc(&[n, c, hw, hw], DType::F32).unwrap();
     let p = Conv2dParams {
-        stride: 1,
+        stride: s as u32,
         padding: (k / 2) as u32,
     };
+    let out = g
+        .alloc(&[n, c, hw.div_ceil(s), hw.div_ceil(s)], DType::F32)
+        .unwrap();
     Box::new(move |rec| conv2d_with(rec, &x, &w, Some(&b), None, &out, p, path))
 }
 
@@ -92,22 +102,41 @@ fn main() {
         "adapter: {}, path {path:?}, {reps} runs",
         g.caps().describe()
     );
-    let conv = |n: usize, c: usize, hw: usize, k: usize| {
+    let conv = |n: usize, c: usize, hw: usize, k: usize, s: usize| {
+        let stride = if s > 1 {
+            format!("s{s}")
+        } else {
+            String::new()
+        };
+        let ho = hw.div_ceil(s);
         (
-            format!("conv{k}x{k}-c{c}-{hw}x{hw}-b{n}"),
-            2.0 * (n * c * c * k * k * hw * hw) as f64,
-            (n, c, hw, k),
+            format!("conv{k}x{k}{stride}-c{c}-{hw}x{hw}-b{n}"),
+            2.0 * (n * c * c * k * k * ho * ho) as f64,
+            (n, c, hw, k, s),
         )
     };
     let mut cases = vec![
-        conv(1, 128, 64, 3),
-        conv(1, 256, 32, 3),
-        conv(4, 128, 64, 3),
-        conv(1, 512, 16, 1),
+        conv(1, 128, 64, 3, 1),
+        conv(1, 256, 32, 3, 1),
+        conv(4, 128, 64, 3, 1),
+        conv(1, 512, 16, 1, 1),
     ];
-    cases.push(("matmul-1024".into(), 2.0 * 1024f64.powi(3), (0, 1024, 0, 0)));
-    for (name, flops, (n, c, hw, k)) in cases {
-        if !name.contains(&filter) {
+    cases.push((
+        "matmul-1024".into(),
+        2.0 * 1024f64.powi(3),
+        (0, 1024, 0, 0, 0),
+    ));
+    // Not in the target list: the generic kernel (stride 2, 5x5, blur-sized single channel).
+    if filter == "extra" {
+        cases = vec![
+            conv(1, 128, 64, 3, 2),
+            conv(1, 64, 32, 5, 1),
+            conv(3, 1, 128, 61, 1),
+        ];
+    }
+    for (name, flops, cfg) in cases {
+        let (_, c, ..) = cfg;
+        if filter != "extra" && !name.contains(&filter) {
             continue;
         }
         let f: Record = if name.starts_with("matmul") {
@@ -116,11 +145,11 @@ fn main() {
             let out = g.alloc(&[c, c], DType::F32).unwrap();
             Box::new(move |rec| matmul_with(rec, &a, &b, &out, false, false, path))
         } else {
-            conv_case(&g, n, c, hw, k, path)
+            conv_case(&g, cfg, path)
         };
-        let (wall, cpu) = time(&g, reps, &f);
+        let (first, wall, cpu) = time(&g, reps, &f);
         println!(
-            "{name:24} median {:8.2} ms {:6.2} GFLOP/s | cpu {:8.2} ms/run = {:6.2} GFLOP/s on 2 cores",
+            "{name:24} median {:8.2} ms {:6.2} GFLOP/s | cpu {:8.2} ms/run = {:6.2} GFLOP/s on 2 cores | first run {first:.1} s",
             wall * 1e3,
             flops / wall * 1e-9,
             cpu * 1e3,

@@ -5,8 +5,9 @@
 //! - portable (`matmul.wgsl`): `conv_gemm`, workgroup-memory tiles with 4x4 register blocks, any
 //!   kernel and stride; 1x1 stride-1 convolutions use the plain GEMM kernel;
 //! - subgroup-8 (`conv2d.wgsl`, lavapipe): `conv3x3_s1` for 3x3 stride 1 (16 channels x 8 x 16
-//!   pixels per subgroup, every input and weight loaded once per subgroup), `conv_any` for the
-//!   other kernel sizes and strides, `gemm_sg` for 1x1 stride 1.
+//!   pixels per subgroup, every input and weight loaded once per subgroup), `conv1ch_s1` for one
+//!   input and one output channel at stride 1 (blur kernels applied per plane), `conv_any` for
+//!   the other kernel sizes and strides, `gemm_sg` for 1x1 stride 1.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -184,20 +185,24 @@ pub fn conv2d_with(
 
     let total: u64;
     let (shader, entry, consts): (&'static str, &'static str, Vec<(&'static str, f64)>);
-    if sg && kh == 3 && kw == 3 && s == 1 {
+    if sg && cp.ci == 1 && cp.co == 1 && s == 1 {
+        cp.t0 = cp.wo.div_ceil(32);
+        cp.t1 = cp.ho.div_ceil(8);
+        total = cp.t0 as u64 * cp.t1 as u64 * cp.n as u64;
+        (shader, entry, consts) = ("conv2d", "conv1ch_s1", vec![]);
+    } else if sg && kh == 3 && kw == 3 && s == 1 {
         cp.t0 = cp.wo.div_ceil(16);
         cp.t1 = cp.ho.div_ceil(8);
         cp.t2 = cp.co.div_ceil(16);
         total = cp.t0 as u64 * cp.t1 as u64 * cp.t2 as u64 * cp.n as u64;
         (shader, entry, consts) = ("conv2d", "conv3x3_s1", vec![]);
     } else if sg {
-        let sgs = (rec
-            .gpu()
-            .caps()
-            .limits
+        // Up to 8 subgroups per workgroup (they share the channel block, not data).
+        let l = &rec.gpu().caps().limits;
+        let max_wg = l
             .max_compute_invocations_per_workgroup
-            / 8)
-        .clamp(1, 8);
+            .min(l.max_compute_workgroup_size_x);
+        let sgs = (max_wg / 8).clamp(1, 8);
         let rm = if cp.co > 8 { 2 } else { 1 };
         cp.t0 = cp.wo.div_ceil(4);
         let chunks = cp.n as u64 * cp.ho as u64 * cp.t0 as u64;
