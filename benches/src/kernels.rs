@@ -28,7 +28,9 @@ fn random_tensor(gpu: &Gpu, shape: &[usize], seed: u32) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let data: Vec<f32> = (0..n)
         .map(|i| {
-            let h = (i as u32).wrapping_mul(2654435761).wrapping_add(seed.wrapping_mul(40503));
+            let h = (i as u32)
+                .wrapping_mul(2654435761)
+                .wrapping_add(seed.wrapping_mul(40503));
             (h >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         })
         .collect();
@@ -44,7 +46,9 @@ fn conv_case(gpu: &Gpu, n: usize, c: usize, hw: usize, k: usize) -> Result<Recor
         stride: 1,
         padding: (k / 2) as u32,
     };
-    Ok(Box::new(move |rec| conv2d(rec, &x, &w, Some(&b), None, &out, p)))
+    Ok(Box::new(move |rec| {
+        conv2d(rec, &x, &w, Some(&b), None, &out, p)
+    }))
 }
 
 fn conv_flops(n: usize, c: usize, hw: usize, k: usize) -> Option<f64> {
@@ -102,7 +106,9 @@ pub fn cases() -> Vec<Case> {
                     silu: true,
                     ..Default::default()
                 };
-                Ok(Box::new(move |rec| group_norm(rec, &x, &gamma, &beta, None, &out, p)))
+                Ok(Box::new(move |rec| {
+                    group_norm(rec, &x, &gamma, &beta, None, &out, p)
+                }))
             },
         },
         Case {
@@ -135,7 +141,9 @@ pub fn cases() -> Vec<Case> {
                 let x = random_tensor(g, &[4, 3, 256, 256], 12)?;
                 let out = g.alloc(&[4], DType::F32)?;
                 let scratch = reduce_scratch(g, 4, 3 * 256 * 256)?;
-                Ok(Box::new(move |rec| reduce_rows(rec, &x, &out, &scratch, Reduction::L2)))
+                Ok(Box::new(move |rec| {
+                    reduce_rows(rec, &x, &out, &scratch, Reduction::L2)
+                }))
             },
         },
         Case {
@@ -158,7 +166,9 @@ pub fn run(gpu: &Gpu, filter: Option<&str>, opts: &BenchOptions) -> Result<Vec<B
             continue;
         }
         let record = (case.build)(gpu)?;
-        out.push(time_case(gpu, case.name, case.flops, case.bytes, opts, &*record)?);
+        out.push(time_case(
+            gpu, case.name, case.flops, case.bytes, opts, &*record,
+        )?);
     }
     Ok(out)
 }

@@ -18,7 +18,14 @@ pub struct UNetBench {
     pub dispatches_per_forward: u64,
 }
 
-pub fn run(gpu: &Gpu, name: &str, config: &UNetConfig, size: usize, batch: usize, opts: &BenchOptions) -> equireg_nn::Result<UNetBench> {
+pub fn run(
+    gpu: &Gpu,
+    name: &str,
+    config: &UNetConfig,
+    size: usize,
+    batch: usize,
+    opts: &BenchOptions,
+) -> equireg_nn::Result<UNetBench> {
     let spec = UNet::weight_spec(config)?;
     let unet = UNet::new(gpu, config, &synthetic::weights(0, &spec))?;
     let run = unet.plan(gpu, batch, size, size)?;

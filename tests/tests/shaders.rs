@@ -21,6 +21,10 @@ fn shader_files() -> Vec<(String, String)> {
     files
 }
 
+/// Shaders whose kernels use subgroup operations; ops select them only when the adapter has
+/// the SUBGROUP feature (see ops::matmul::KernelPath), with a baseline fallback in matmul.wgsl.
+const NEEDS_SUBGROUP: &[&str] = &["conv2d"];
+
 #[test]
 fn every_shader_parses_and_validates() {
     let files = shader_files();
@@ -34,23 +38,37 @@ fn every_shader_parses_and_validates() {
                 continue;
             }
         };
-        // Only the baseline capabilities: a shader that needs an optional feature must say so
-        // here (and fall back at run time), not fail on an adapter without it.
-        let mut v = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        );
+        // Only the baseline capabilities, except for the shaders listed as needing an optional
+        // feature (the runtime selects them only when the adapter has it, and falls back to a
+        // baseline shader otherwise).
+        let caps = if NEEDS_SUBGROUP.contains(&name.as_str()) {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+        if NEEDS_SUBGROUP.contains(&name.as_str()) {
+            v.subgroup_stages(naga::valid::ShaderStages::COMPUTE);
+            v.subgroup_operations(naga::valid::SubgroupOperationSet::all());
+        }
         if let Err(e) = v.validate(&module) {
             failures.push(format!("{name}.wgsl: {}", e.emit_to_string(src)));
         }
     }
-    assert!(failures.is_empty(), "invalid shaders:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "invalid shaders:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn kernel_registry_holds_exactly_the_shader_files() {
     let on_disk: Vec<String> = shader_files().into_iter().map(|(n, _)| n).collect();
-    let mut registered: Vec<String> = equireg_gpu::SHADERS.iter().map(|(n, _)| n.to_string()).collect();
+    let mut registered: Vec<String> = equireg_gpu::SHADERS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
     registered.sort();
     assert_eq!(on_disk, registered);
     for (name, src) in shader_files() {
@@ -67,7 +85,10 @@ fn every_shader_has_compute_entry_points() {
     for (name, src) in shader_files() {
         let module = naga::front::wgsl::parse_str(&src).unwrap();
         assert!(
-            module.entry_points.iter().any(|e| e.stage == naga::ShaderStage::Compute),
+            module
+                .entry_points
+                .iter()
+                .any(|e| e.stage == naga::ShaderStage::Compute),
             "{name}.wgsl has no compute entry point"
         );
     }

@@ -7,15 +7,22 @@ use equireg_gpu::{Gpu, GpuOptions};
 use equireg_nn::{UNet, UNetConfig, Weights, npy, synthetic};
 
 fn gpu() -> Gpu {
-    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"))
+    Gpu::new(&GpuOptions::default())
+        .unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"))
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/unet").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/unet")
+        .join(name)
 }
 
 fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got.iter().zip(want).map(|(&g, &w)| ((g - w) as f64).powi(2)).sum();
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| ((g - w) as f64).powi(2))
+        .sum();
     let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
     (num / den).sqrt()
 }
@@ -25,11 +32,18 @@ fn forward(gpu: &Gpu, unet: &UNet, dir: &Path) -> (Vec<usize>, Vec<f32>) {
     let (_, t) = npy::read_int(&dir.join("t.npy")).unwrap();
     let run = unet.plan(gpu, xs[0], xs[2], xs[3]).unwrap();
     gpu.write(run.input(), &x).unwrap();
-    gpu.write(run.timesteps(), &t.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+    gpu.write(
+        run.timesteps(),
+        &t.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    )
+    .unwrap();
     let mut rec = gpu.recorder();
     run.record_forward(&mut rec, unet).unwrap();
     rec.submit().unwrap();
-    (run.output().shape().to_vec(), gpu.download(run.output()).unwrap())
+    (
+        run.output().shape().to_vec(),
+        gpu.download(run.output()).unwrap(),
+    )
 }
 
 fn check(gpu: &Gpu, unet: &UNet, dir: &Path) {
@@ -38,7 +52,11 @@ fn check(gpu: &Gpu, unet: &UNet, dir: &Path) {
     assert_eq!(shape, ys);
     let err = rel_l2(&y, &want);
     eprintln!("{}: relative L2 error {err:.2e}", dir.display());
-    assert!(err < 1e-4, "{}: relative L2 error {err:.3e} >= 1e-4", dir.display());
+    assert!(
+        err < 1e-4,
+        "{}: relative L2 error {err:.3e} >= 1e-4",
+        dir.display()
+    );
 }
 
 #[test]
@@ -76,10 +94,21 @@ fn a_second_forward_at_the_same_size_allocates_nothing_and_reads_nothing_back() 
     let before = g.counters();
     step();
     let d = g.counters() - before;
-    assert_eq!((d.buffers_allocated, d.bytes_allocated, d.readbacks), (0, 0, 0));
-    assert_eq!((d.pipelines_created, d.bind_groups_created, d.submits), (0, 0, 1));
+    assert_eq!(
+        (d.buffers_allocated, d.bytes_allocated, d.readbacks),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (d.pipelines_created, d.bind_groups_created, d.submits),
+        (0, 0, 1)
+    );
     assert!(d.dispatches > 20);
-    assert!(g.download(run.output()).unwrap().iter().all(|v| v.is_finite()));
+    assert!(
+        g.download(run.output())
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite())
+    );
 }
 
 #[test]
@@ -96,10 +125,22 @@ fn missing_extra_and_misshaped_weights_are_one_clear_error() {
         }
     }
     w.insert("sqrt_alphas_cumprod", &[1000], vec![0.0; 1000]);
-    let e = UNet::new(&g, &cfg, &w).err().expect("must be refused").to_string();
-    assert!(e.contains("missing (1):\n    input_blocks.1.0.in_layers.2.weight [32, 32, 3, 3]"), "{e}");
-    assert!(e.contains("out.2.bias: file has [7], model needs [6]"), "{e}");
-    assert!(e.contains("unexpected (1):\n    sqrt_alphas_cumprod [1000]"), "{e}");
+    let e = UNet::new(&g, &cfg, &w)
+        .err()
+        .expect("must be refused")
+        .to_string();
+    assert!(
+        e.contains("missing (1):\n    input_blocks.1.0.in_layers.2.weight [32, 32, 3, 3]"),
+        "{e}"
+    );
+    assert!(
+        e.contains("out.2.bias: file has [7], model needs [6]"),
+        "{e}"
+    );
+    assert!(
+        e.contains("unexpected (1):\n    sqrt_alphas_cumprod [1000]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -108,7 +149,11 @@ fn sizes_not_divisible_by_the_downsampling_factor_are_refused() {
     let cfg = UNetConfig::tiny32();
     let w = synthetic::weights(1, &UNet::weight_spec(&cfg).unwrap());
     let unet = UNet::new(&g, &cfg, &w).unwrap();
-    let e = unet.plan(&g, 1, 31, 32).err().expect("31 cannot be halved").to_string();
+    let e = unet
+        .plan(&g, 1, 31, 32)
+        .err()
+        .expect("31 cannot be halved")
+        .to_string();
     assert!(e.contains("multiples of 2"), "{e}");
 }
 
@@ -119,7 +164,11 @@ fn input_grad(gpu: &Gpu, unet: &UNet, dir: &Path) -> Vec<f32> {
     let (_, v) = npy::read_f32(&dir.join("v.npy")).unwrap();
     let run = unet.plan_with_vjp(gpu, xs[0], xs[2], xs[3]).unwrap();
     gpu.write(run.input(), &x).unwrap();
-    gpu.write(run.timesteps(), &t.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+    gpu.write(
+        run.timesteps(),
+        &t.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    )
+    .unwrap();
     gpu.write(run.cotangent().unwrap(), &v).unwrap();
     let mut rec = gpu.recorder();
     run.record_forward(&mut rec, unet).unwrap();
@@ -133,7 +182,11 @@ fn check_vjp(gpu: &Gpu, unet: &UNet, dir: &Path) {
     let (_, want) = npy::read_f32(&dir.join("g.npy")).unwrap();
     let err = rel_l2(&g, &want);
     eprintln!("{}: VJP relative L2 error {err:.2e}", dir.display());
-    assert!(err < 1e-3, "{}: VJP relative L2 error {err:.3e} >= 1e-3", dir.display());
+    assert!(
+        err < 1e-3,
+        "{}: VJP relative L2 error {err:.3e} >= 1e-3",
+        dir.display()
+    );
     // Dot-product test against torch's forward-mode JVP: <J u, v> = <u, J^T v>.
     let (_, u) = npy::read_f32(&dir.join("u.npy")).unwrap();
     let meta: serde_json::Value =
@@ -141,8 +194,14 @@ fn check_vjp(gpu: &Gpu, unet: &UNet, dir: &Path) {
     let ju_dot_v = meta["ju_dot_v"].as_f64().expect("meta.json has ju_dot_v");
     let u_dot_jtv: f64 = u.iter().zip(&g).map(|(&a, &b)| a as f64 * b as f64).sum();
     let rel = (u_dot_jtv - ju_dot_v).abs() / ju_dot_v.abs();
-    eprintln!("{}: <Ju,v> = {ju_dot_v:.6}, <u,J^T v> = {u_dot_jtv:.6}, rel {rel:.2e}", dir.display());
-    assert!(rel < 1e-4, "dot-product test: relative difference {rel:.3e}");
+    eprintln!(
+        "{}: <Ju,v> = {ju_dot_v:.6}, <u,J^T v> = {u_dot_jtv:.6}, rel {rel:.2e}",
+        dir.display()
+    );
+    assert!(
+        rel < 1e-4,
+        "dot-product test: relative difference {rel:.3e}"
+    );
 }
 
 #[test]
@@ -180,6 +239,12 @@ fn repeated_forward_and_vjp_allocate_nothing_and_read_nothing_back() {
     let before = g.counters();
     step();
     let d = g.counters() - before;
-    assert_eq!((d.buffers_allocated, d.bytes_allocated, d.readbacks), (0, 0, 0));
-    assert_eq!((d.pipelines_created, d.bind_groups_created, d.submits), (0, 0, 1));
+    assert_eq!(
+        (d.buffers_allocated, d.bytes_allocated, d.readbacks),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (d.pipelines_created, d.bind_groups_created, d.submits),
+        (0, 0, 1)
+    );
 }

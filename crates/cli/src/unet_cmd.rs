@@ -36,7 +36,8 @@ pub fn load_config(preset: Option<&str>, config: Option<&PathBuf>) -> anyhow::Re
     Ok(match (preset, config) {
         (Some(p), None) => UNetConfig::preset(p)?,
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             UNetConfig::from_json(&text).with_context(|| format!("{}", path.display()))?
         }
         _ => bail!("give exactly one of --preset and --config"),
@@ -55,7 +56,11 @@ pub fn run(args: &UnetArgs, gpu: &Gpu) -> anyhow::Result<()> {
         );
     }
     if ts != [xs[0]] {
-        bail!("{}: timesteps have shape {ts:?}; expected [{}] (one per batch item)", args.t.display(), xs[0]);
+        bail!(
+            "{}: timesteps have shape {ts:?}; expected [{}] (one per batch item)",
+            args.t.display(),
+            xs[0]
+        );
     }
     if let Some(bad) = t.iter().find(|&&v| v < 0) {
         bail!("{}: timestep {bad} is negative", args.t.display());

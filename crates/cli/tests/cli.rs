@@ -9,7 +9,9 @@ fn equireg() -> Command {
 }
 
 fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -33,11 +35,19 @@ fn unet_command_matches_the_deepinv_fixture() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let (s1, got) = equireg_nn::npy::read_f32(&out).unwrap();
     let (s2, want) = equireg_nn::npy::read_f32(&dir.join("y.npy")).unwrap();
     assert_eq!(s1, s2);
-    let num: f64 = got.iter().zip(&want).map(|(&g, &w)| ((g - w) as f64).powi(2)).sum();
+    let num: f64 = got
+        .iter()
+        .zip(&want)
+        .map(|(&g, &w)| ((g - w) as f64).powi(2))
+        .sum();
     let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
     assert!((num / den).sqrt() < 1e-4);
 }
@@ -47,7 +57,10 @@ fn fails_with(args: &[&str], needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
     assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected '{needle}' in: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -61,26 +74,86 @@ fn bad_inputs_are_one_clear_error() {
     let s = |p: &PathBuf| p.to_string_lossy().into_owned();
     // Timesteps given as the float input: wrong dtype.
     fails_with(
-        &["unet", "--preset", "tiny32", "--weights", &s(&w), "--input", &s(&x), "--t", &s(&x), "--out", &s(&o)],
+        &[
+            "unet",
+            "--preset",
+            "tiny32",
+            "--weights",
+            &s(&w),
+            "--input",
+            &s(&x),
+            "--t",
+            &s(&x),
+            "--out",
+            &s(&o),
+        ],
         "expected int64",
     );
     // Int timesteps given as the input: wrong dtype.
     fails_with(
-        &["unet", "--preset", "tiny32", "--weights", &s(&w), "--input", &s(&t), "--t", &s(&t), "--out", &s(&o)],
+        &[
+            "unet",
+            "--preset",
+            "tiny32",
+            "--weights",
+            &s(&w),
+            "--input",
+            &s(&t),
+            "--t",
+            &s(&t),
+            "--out",
+            &s(&o),
+        ],
         "expected float32",
     );
     // Weights of another architecture.
     fails_with(
-        &["unet", "--preset", "small64", "--weights", &s(&w), "--input", &s(&x), "--t", &s(&t), "--out", &s(&o)],
+        &[
+            "unet",
+            "--preset",
+            "small64",
+            "--weights",
+            &s(&w),
+            "--input",
+            &s(&x),
+            "--t",
+            &s(&t),
+            "--out",
+            &s(&o),
+        ],
         "the weights do not match the model",
     );
     // A corrupt weights file.
     fails_with(
-        &["unet", "--preset", "tiny32", "--weights", &s(&x), "--input", &s(&x), "--t", &s(&t), "--out", &s(&o)],
+        &[
+            "unet",
+            "--preset",
+            "tiny32",
+            "--weights",
+            &s(&x),
+            "--input",
+            &s(&x),
+            "--t",
+            &s(&t),
+            "--out",
+            &s(&o),
+        ],
         "not a valid safetensors file",
     );
     fails_with(
-        &["unet", "--preset", "nope", "--weights", &s(&w), "--input", &s(&x), "--t", &s(&t), "--out", &s(&o)],
+        &[
+            "unet",
+            "--preset",
+            "nope",
+            "--weights",
+            &s(&w),
+            "--input",
+            &s(&x),
+            "--t",
+            &s(&t),
+            "--out",
+            &s(&o),
+        ],
         "unknown preset 'nope'",
     );
     assert!(!o.exists(), "no output may be written on error");
@@ -92,10 +165,18 @@ fn devices_lists_an_adapter() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v.as_array().is_some_and(|a| !a.is_empty()));
-    assert!(v[0]["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+    assert!(
+        v[0]["limits"]["max_storage_buffer_binding_size"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[test]
 fn unknown_adapter_is_an_error_with_the_install_hint() {
-    fails_with(&["--adapter", "no-such-gpu-77", "bench", "kernels"], "mesa-vulkan-drivers");
+    fails_with(
+        &["--adapter", "no-such-gpu-77", "bench", "kernels"],
+        "mesa-vulkan-drivers",
+    );
 }

@@ -18,7 +18,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("concat", include_str!("../../../shaders/concat.wgsl")),
     ("conv2d", include_str!("../../../shaders/conv2d.wgsl")),
-    ("conv2d_vjp", include_str!("../../../shaders/conv2d_vjp.wgsl")),
+    (
+        "conv2d_vjp",
+        include_str!("../../../shaders/conv2d_vjp.wgsl"),
+    ),
     (
         "elementwise",
         include_str!("../../../shaders/elementwise.wgsl"),

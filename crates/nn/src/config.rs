@@ -185,13 +185,19 @@ impl UNetConfig {
         if self.num_head_channels == 0 || self.num_head_channels < -1 {
             return bad("num_head_channels must be positive or -1".into());
         }
-        let mut chans: Vec<usize> = self.channel_mult.iter().map(|m| m * self.model_channels).collect();
+        let mut chans: Vec<usize> = self
+            .channel_mult
+            .iter()
+            .map(|m| m * self.model_channels)
+            .collect();
         chans.push(self.model_channels);
         for c in chans {
             for up in [false, true] {
                 let h = self.heads(c, up);
                 if h == 0 || c % h != 0 {
-                    return bad(format!("{c} channels cannot be split into {h} attention heads"));
+                    return bad(format!(
+                        "{c} channels cannot be split into {h} attention heads"
+                    ));
                 }
             }
         }
@@ -224,6 +230,9 @@ mod tests {
         let s = serde_json::to_string(&c).unwrap();
         assert_eq!(UNetConfig::from_json(&s).unwrap(), c);
         let e = UNetConfig::from_json(r#"{"image_size": 64, "bogus": 1}"#).unwrap_err();
-        assert!(e.to_string().contains("bogus") || e.to_string().contains("unknown field"), "{e}");
+        assert!(
+            e.to_string().contains("bogus") || e.to_string().contains("unknown field"),
+            "{e}"
+        );
     }
 }

@@ -3,7 +3,10 @@
 //! exactly what the memory planner needs, and executing it records every op into one Recorder.
 //! The VJP (a later issue) appends its ops to the same kind of program.
 
-use equireg_gpu::ops::{attention, concat, conv, conv_vjp, elementwise, group_norm, matmul, resample, timestep_embedding};
+use equireg_gpu::ops::{
+    attention, concat, conv, conv_vjp, elementwise, group_norm, matmul, resample,
+    timestep_embedding,
+};
 use equireg_gpu::{DType, Gpu, MemoryPlan, PlannedMemory, Recorder, Tensor, TensorId};
 
 use crate::error::Result;
@@ -81,6 +84,8 @@ pub enum Node {
     ConvInputGrad {
         dy: ValueId,
         w: ParamId,
+        /// Scratch for the transposed weights [Ci, Co, Kh, Kw].
+        w_scratch: ValueId,
         out: ValueId,
         k: u32,
         stride: u32,
@@ -129,14 +134,27 @@ impl Node {
     fn inputs(&self) -> Vec<ValueId> {
         match self {
             Node::Conv { x, residual, .. } => std::iter::once(*x).chain(*residual).collect(),
-            Node::Linear { x, .. } | Node::Silu { x, .. } | Node::Upsample { x, .. } | Node::AvgPool { x, .. } => vec![*x],
-            Node::GroupNorm { x, scale_shift, .. } => std::iter::once(*x).chain(*scale_shift).collect(),
+            Node::Linear { x, .. }
+            | Node::Silu { x, .. }
+            | Node::Upsample { x, .. }
+            | Node::AvgPool { x, .. } => vec![*x],
+            Node::GroupNorm { x, scale_shift, .. } => {
+                std::iter::once(*x).chain(*scale_shift).collect()
+            }
             Node::TimestepEmbedding { t, .. } => vec![*t],
             Node::Attention { qkv, .. } => vec![*qkv],
             Node::Concat { a, b, .. } => vec![*a, *b],
             Node::AddChannelBias { x, bias, .. } => vec![*x, *bias],
-            Node::ConvInputGrad { dy, .. } | Node::UpsampleGrad { dy, .. } | Node::AvgPoolGrad { dy, .. } => vec![*dy],
-            Node::GroupNormGrad { x, scale_shift, dy, .. } => [Some(*x), *scale_shift, Some(*dy)].into_iter().flatten().collect(),
+            // The weight scratch is written and read by the node itself; listing it as an input
+            // gives it a live interval so the planner gives it a slot of its own.
+            Node::ConvInputGrad { dy, w_scratch, .. } => vec![*dy, *w_scratch],
+            Node::UpsampleGrad { dy, .. } | Node::AvgPoolGrad { dy, .. } => vec![*dy],
+            Node::GroupNormGrad {
+                x, scale_shift, dy, ..
+            } => [Some(*x), *scale_shift, Some(*dy)]
+                .into_iter()
+                .flatten()
+                .collect(),
             Node::AttentionGrad { qkv, dy, .. } => vec![*qkv, *dy],
             Node::SplitChannels { x, .. } => vec![*x],
             Node::Add { a, b, .. } => vec![*a, *b],
@@ -210,11 +228,13 @@ impl Graph {
             f += match node {
                 Node::Conv { x, out, k, .. } => {
                     let k = *k as usize;
-                    2.0 * (self.shape(*x)[1] * k * k * self.shape(*out).iter().product::<usize>()) as f64
+                    2.0 * (self.shape(*x)[1] * k * k * self.shape(*out).iter().product::<usize>())
+                        as f64
                 }
                 Node::ConvInputGrad { dy, out, k, .. } => {
                     let k = *k as usize;
-                    2.0 * (self.shape(*dy)[1] * k * k * self.shape(*out).iter().product::<usize>()) as f64
+                    2.0 * (self.shape(*dy)[1] * k * k * self.shape(*out).iter().product::<usize>())
+                        as f64
                 }
                 Node::AttentionGrad { dy, .. } => {
                     // Recomputed scores and probabilities, then dV, dP, dQ, dK: about 2.5x the
@@ -223,7 +243,9 @@ impl Graph {
                     let t = s[2] * s[3];
                     10.0 * (s[0] * s[1] * t * t) as f64
                 }
-                Node::Linear { x, out, .. } => 2.0 * (self.shape(*x)[1] * self.shape(*out).iter().product::<usize>()) as f64,
+                Node::Linear { x, out, .. } => {
+                    2.0 * (self.shape(*x)[1] * self.shape(*out).iter().product::<usize>()) as f64
+                }
                 Node::Attention { out, .. } => {
                     let s = self.shape(*out);
                     let t = s[2] * s[3];
@@ -238,7 +260,11 @@ impl Graph {
     /// Appends the vector-Jacobian product of the program: given a cotangent for `out`, the
     /// gradient with respect to `x` (weights frozen). Only values that depend on `x` get
     /// gradients; the timestep path is constant. Returns (cotangent value, gradient value).
-    pub fn append_vjp(&mut self, x: ValueId, out: ValueId) -> crate::error::Result<(ValueId, ValueId)> {
+    pub fn append_vjp(
+        &mut self,
+        x: ValueId,
+        out: ValueId,
+    ) -> crate::error::Result<(ValueId, ValueId)> {
         let forward: Vec<Node> = self.nodes.clone();
         let mut depends = vec![false; self.shapes.len()];
         depends[x.0] = true;
@@ -248,26 +274,57 @@ impl Graph {
             }
         }
         if !depends[out.0] {
-            return Err(crate::error::NnError::Config("the output does not depend on the input".into()));
+            return Err(crate::error::NnError::Config(
+                "the output does not depend on the input".into(),
+            ));
         }
         let cotangent = self.value(&self.shapes[out.0].clone());
         let mut grad: Vec<Option<ValueId>> = vec![None; self.shapes.len()];
         grad[out.0] = Some(cotangent);
         for node in forward.iter().rev() {
-            let Some(dy) = grad[node.output().0] else { continue };
+            let Some(dy) = grad[node.output().0] else {
+                continue;
+            };
             let wants = |v: &ValueId| depends[v.0];
             match node {
-                Node::Conv { x: cx, w, residual, k, stride, padding, .. } => {
+                Node::Conv {
+                    x: cx,
+                    w,
+                    residual,
+                    k,
+                    stride,
+                    padding,
+                    ..
+                } => {
                     if wants(cx) {
-                        let gx = self.value(&self.shapes[cx.0].clone());
-                        self.push(Node::ConvInputGrad { dy, w: *w, out: gx, k: *k, stride: *stride, padding: *padding });
+                        let xs = self.shapes[cx.0].clone();
+                        let co = self.shapes[node.output().0][1];
+                        let k = *k as usize;
+                        let gx = self.value(&xs);
+                        let w_scratch = self.value(&[xs[1], co, k, k]);
+                        self.push(Node::ConvInputGrad {
+                            dy,
+                            w: *w,
+                            w_scratch,
+                            out: gx,
+                            k: k as u32,
+                            stride: *stride,
+                            padding: *padding,
+                        });
                         self.accumulate(&mut grad, *cx, gx);
                     }
                     if let Some(r) = residual.filter(|r| wants(r)) {
                         self.accumulate(&mut grad, r, dy);
                     }
                 }
-                Node::GroupNorm { x: gx_in, gamma, beta, scale_shift, silu, .. } if wants(gx_in) => {
+                Node::GroupNorm {
+                    x: gx_in,
+                    gamma,
+                    beta,
+                    scale_shift,
+                    silu,
+                    ..
+                } if wants(gx_in) => {
                     let g = self.value(&self.shapes[gx_in.0].clone());
                     self.push(Node::GroupNormGrad {
                         x: *gx_in,
@@ -282,7 +339,12 @@ impl Graph {
                 }
                 Node::Attention { qkv, heads, .. } if wants(qkv) => {
                     let g = self.value(&self.shapes[qkv.0].clone());
-                    self.push(Node::AttentionGrad { qkv: *qkv, dy, heads: *heads, out: g });
+                    self.push(Node::AttentionGrad {
+                        qkv: *qkv,
+                        dy,
+                        heads: *heads,
+                        out: g,
+                    });
                     self.accumulate(&mut grad, *qkv, g);
                 }
                 Node::Upsample { x: ux, .. } if wants(ux) => {
@@ -300,26 +362,38 @@ impl Graph {
                     for (v, start) in [(*a, 0), (*b, ca)] {
                         if wants(&v) {
                             let g = self.value(&self.shapes[v.0].clone());
-                            self.push(Node::SplitChannels { x: dy, start, out: g });
+                            self.push(Node::SplitChannels {
+                                x: dy,
+                                start,
+                                out: g,
+                            });
                             self.accumulate(&mut grad, v, g);
                         }
                     }
                 }
                 Node::AddChannelBias { x: bx, bias, .. } => {
                     if wants(bias) {
-                        return Err(crate::error::NnError::Config("VJP through a bias that depends on the input is not supported".into()));
+                        return Err(crate::error::NnError::Config(
+                            "VJP through a bias that depends on the input is not supported".into(),
+                        ));
                     }
                     if wants(bx) {
                         self.accumulate(&mut grad, *bx, dy);
                     }
                 }
-                Node::GroupNorm { .. } | Node::Attention { .. } | Node::Upsample { .. } | Node::AvgPool { .. } => {}
+                Node::GroupNorm { .. }
+                | Node::Attention { .. }
+                | Node::Upsample { .. }
+                | Node::AvgPool { .. } => {}
                 other => {
-                    return Err(crate::error::NnError::Config(format!("no VJP for {other:?} on the input path")));
+                    return Err(crate::error::NnError::Config(format!(
+                        "no VJP for {other:?} on the input path"
+                    )));
                 }
             }
         }
-        let gx = grad[x.0].ok_or_else(|| crate::error::NnError::Config("no gradient reached the input".into()))?;
+        let gx = grad[x.0]
+            .ok_or_else(|| crate::error::NnError::Config("no gradient reached the input".into()))?;
         self.keep(cotangent);
         self.keep(gx);
         Ok((cotangent, gx))
@@ -331,7 +405,11 @@ impl Graph {
             None => g,
             Some(prev) => {
                 let sum = self.value(&self.shapes[v.0].clone());
-                self.push(Node::Add { a: prev, b: g, out: sum });
+                self.push(Node::Add {
+                    a: prev,
+                    b: g,
+                    out: sum,
+                });
                 sum
             }
         });
@@ -390,12 +468,26 @@ impl PlannedGraph {
     }
 
     /// Records the nodes of `range`, in order, into `rec`.
-    pub fn record_range(&self, rec: &mut Recorder, params: &[Tensor], range: std::ops::Range<usize>) -> Result<()> {
+    pub fn record_range(
+        &self,
+        rec: &mut Recorder,
+        params: &[Tensor],
+        range: std::ops::Range<usize>,
+    ) -> Result<()> {
         let t = |v: &ValueId| self.tensor(*v);
         let p = |id: &ParamId| &params[id.0];
         for node in &self.graph.nodes[range] {
             match node {
-                Node::Conv { x, w, b, residual, out, stride, padding, .. } => {
+                Node::Conv {
+                    x,
+                    w,
+                    b,
+                    residual,
+                    out,
+                    stride,
+                    padding,
+                    ..
+                } => {
                     let wt = p(w);
                     // Conv1d weights (out, in, 1) of the attention blocks are 1x1 convs.
                     let wt = if wt.shape().len() == 3 {
@@ -403,16 +495,49 @@ impl PlannedGraph {
                     } else {
                         wt
                     };
-                    let cp = conv::Conv2dParams { stride: *stride, padding: *padding };
-                    conv::conv2d(rec, t(x), wt, b.as_ref().map(p), residual.as_ref().map(t), t(out), cp)?;
+                    let cp = conv::Conv2dParams {
+                        stride: *stride,
+                        padding: *padding,
+                    };
+                    conv::conv2d(
+                        rec,
+                        t(x),
+                        wt,
+                        b.as_ref().map(p),
+                        residual.as_ref().map(t),
+                        t(out),
+                        cp,
+                    )?;
                 }
-                Node::Linear { x, w, b, out } => matmul::linear(rec, t(x), p(w), b.as_ref().map(p), t(out))?,
-                Node::GroupNorm { x, gamma, beta, scale_shift, silu, out } => {
-                    let gp = group_norm::GroupNormParams { silu: *silu, ..Default::default() };
-                    group_norm::group_norm(rec, t(x), p(gamma), p(beta), scale_shift.as_ref().map(t), t(out), gp)?;
+                Node::Linear { x, w, b, out } => {
+                    matmul::linear(rec, t(x), p(w), b.as_ref().map(p), t(out))?
+                }
+                Node::GroupNorm {
+                    x,
+                    gamma,
+                    beta,
+                    scale_shift,
+                    silu,
+                    out,
+                } => {
+                    let gp = group_norm::GroupNormParams {
+                        silu: *silu,
+                        ..Default::default()
+                    };
+                    group_norm::group_norm(
+                        rec,
+                        t(x),
+                        p(gamma),
+                        p(beta),
+                        scale_shift.as_ref().map(t),
+                        t(out),
+                        gp,
+                    )?;
                 }
                 Node::Silu { x, out } => elementwise::silu(rec, t(x), t(out))?,
-                Node::TimestepEmbedding { t: ts, out } => timestep_embedding::timestep_embedding(rec, t(ts), t(out))?,
+                Node::TimestepEmbedding { t: ts, out } => {
+                    timestep_embedding::timestep_embedding(rec, t(ts), t(out))?
+                }
                 Node::Attention { qkv, heads, out } => {
                     let q = t(qkv);
                     let s = q.shape();
@@ -425,31 +550,79 @@ impl PlannedGraph {
                 Node::Upsample { x, out } => resample::upsample_nearest2x(rec, t(x), t(out))?,
                 Node::AvgPool { x, out } => resample::avg_pool2x(rec, t(x), t(out))?,
                 Node::Concat { a, b, out } => concat::concat_channels(rec, t(a), t(b), t(out))?,
-                Node::AddChannelBias { x, bias, out } => elementwise::add_channel_bias(rec, t(x), t(bias), t(out))?,
-                Node::ConvInputGrad { dy, w, out, stride, padding, .. } => {
+                Node::AddChannelBias { x, bias, out } => {
+                    elementwise::add_channel_bias(rec, t(x), t(bias), t(out))?
+                }
+                Node::ConvInputGrad {
+                    dy,
+                    w,
+                    w_scratch,
+                    out,
+                    stride,
+                    padding,
+                    ..
+                } => {
                     let wt = p(w);
                     let wt = if wt.shape().len() == 3 {
                         &wt.reshape(&[wt.shape()[0], wt.shape()[1], 1, 1])?
                     } else {
                         wt
                     };
-                    let cp = conv::Conv2dParams { stride: *stride, padding: *padding };
-                    conv_vjp::conv2d_input_grad(rec, t(dy), wt, t(out), cp)?;
+                    let cp = conv::Conv2dParams {
+                        stride: *stride,
+                        padding: *padding,
+                    };
+                    conv_vjp::conv2d_input_grad(rec, t(dy), wt, t(w_scratch), t(out), cp)?;
                 }
-                Node::GroupNormGrad { x, gamma, beta, scale_shift, silu, dy, out } => {
-                    let gp = group_norm::GroupNormParams { silu: *silu, ..Default::default() };
-                    group_norm::group_norm_vjp(rec, t(x), p(gamma), p(beta), scale_shift.as_ref().map(t), t(dy), t(out), gp)?;
+                Node::GroupNormGrad {
+                    x,
+                    gamma,
+                    beta,
+                    scale_shift,
+                    silu,
+                    dy,
+                    out,
+                } => {
+                    let gp = group_norm::GroupNormParams {
+                        silu: *silu,
+                        ..Default::default()
+                    };
+                    group_norm::group_norm_vjp(
+                        rec,
+                        t(x),
+                        p(gamma),
+                        p(beta),
+                        scale_shift.as_ref().map(t),
+                        t(dy),
+                        t(out),
+                        gp,
+                    )?;
                 }
-                Node::AttentionGrad { qkv, dy, heads, out } => {
+                Node::AttentionGrad {
+                    qkv,
+                    dy,
+                    heads,
+                    out,
+                } => {
                     let as3 = |v: &Tensor| {
                         let s = v.shape();
                         v.reshape(&[s[0], s[1], s[2] * s[3]])
                     };
-                    attention::attention_legacy_vjp(rec, &as3(t(qkv))?, &as3(t(dy))?, &as3(t(out))?, *heads)?;
+                    attention::attention_legacy_vjp(
+                        rec,
+                        &as3(t(qkv))?,
+                        &as3(t(dy))?,
+                        &as3(t(out))?,
+                        *heads,
+                    )?;
                 }
-                Node::UpsampleGrad { dy, out } => resample::upsample_nearest2x_vjp(rec, t(dy), t(out))?,
+                Node::UpsampleGrad { dy, out } => {
+                    resample::upsample_nearest2x_vjp(rec, t(dy), t(out))?
+                }
                 Node::AvgPoolGrad { dy, out } => resample::avg_pool2x_vjp(rec, t(dy), t(out))?,
-                Node::SplitChannels { x, start, out } => concat::split_channels(rec, t(x), *start, t(out))?,
+                Node::SplitChannels { x, start, out } => {
+                    concat::split_channels(rec, t(x), *start, t(out))?
+                }
                 Node::Add { a, b, out } => elementwise::add(rec, t(a), t(b), t(out))?,
             }
         }

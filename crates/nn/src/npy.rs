@@ -16,7 +16,10 @@ fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<std::fs::File>>>
     let npy = npyz::NpyFile::new(std::io::BufReader::new(f))
         .map_err(|e| err(path, format!("not a valid .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
-        return Err(err(path, "Fortran-ordered arrays are not supported; save in numpy's default C order"));
+        return Err(err(
+            path,
+            "Fortran-ordered arrays are not supported; save in numpy's default C order",
+        ));
     }
     Ok(npy)
 }
@@ -37,10 +40,15 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let npy = open(path)?;
     let ts = type_str(&npy);
     if ts != "<f4" {
-        return Err(err(path, format!("dtype {ts} is not supported; expected float32 ('<f4')")));
+        return Err(err(
+            path,
+            format!("dtype {ts} is not supported; expected float32 ('<f4')"),
+        ));
     }
     let shape = shape(&npy);
-    let data = npy.into_vec::<f32>().map_err(|e| err(path, format!("truncated or corrupt data: {e}")))?;
+    let data = npy
+        .into_vec::<f32>()
+        .map_err(|e| err(path, format!("truncated or corrupt data: {e}")))?;
     Ok((shape, data))
 }
 
@@ -51,7 +59,9 @@ pub fn read_int(path: &Path) -> Result<(Vec<usize>, Vec<i64>)> {
     let shape = shape(&npy);
     let data = match ts.as_str() {
         "<i8" => npy.into_vec::<i64>(),
-        "<i4" => npy.into_vec::<i32>().map(|v| v.into_iter().map(i64::from).collect()),
+        "<i4" => npy
+            .into_vec::<i32>()
+            .map(|v| v.into_iter().map(i64::from).collect()),
         _ => {
             return Err(err(
                 path,

@@ -59,22 +59,56 @@ impl Builder<'_> {
     }
 
     /// conv_nd(2, cin, cout, k, padding=k/2, stride) with bias.
-    fn conv(&mut self, prefix: &str, x: ValueId, cout: usize, k: usize, stride: usize, residual: Option<ValueId>) -> ValueId {
+    fn conv(
+        &mut self,
+        prefix: &str,
+        x: ValueId,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        residual: Option<ValueId>,
+    ) -> ValueId {
         let (cin, h, w) = self.dims(x);
         let wt = self.param(format!("{prefix}.weight"), &[cout, cin, k, k]);
         let b = self.param(format!("{prefix}.bias"), &[cout]);
         let pad = k / 2;
-        let out = self.value(cout, (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
-        self.g.push(Node::Conv { x, w: wt, b: Some(b), residual, out, k: k as u32, stride: stride as u32, padding: pad as u32 });
+        let out = self.value(
+            cout,
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
+        self.g.push(Node::Conv {
+            x,
+            w: wt,
+            b: Some(b),
+            residual,
+            out,
+            k: k as u32,
+            stride: stride as u32,
+            padding: pad as u32,
+        });
         out
     }
 
-    fn group_norm(&mut self, prefix: &str, x: ValueId, scale_shift: Option<ValueId>, silu: bool) -> ValueId {
+    fn group_norm(
+        &mut self,
+        prefix: &str,
+        x: ValueId,
+        scale_shift: Option<ValueId>,
+        silu: bool,
+    ) -> ValueId {
         let (c, h, w) = self.dims(x);
         let gamma = self.param(format!("{prefix}.weight"), &[c]);
         let beta = self.param(format!("{prefix}.bias"), &[c]);
         let out = self.value(c, h, w);
-        self.g.push(Node::GroupNorm { x, gamma, beta, scale_shift, silu, out });
+        self.g.push(Node::GroupNorm {
+            x,
+            gamma,
+            beta,
+            scale_shift,
+            silu,
+            out,
+        });
         out
     }
 
@@ -83,7 +117,12 @@ impl Builder<'_> {
         let w = self.param(format!("{prefix}.weight"), &[fout, fin]);
         let b = self.param(format!("{prefix}.bias"), &[fout]);
         let out = self.g.value(&[self.n, fout]);
-        self.g.push(Node::Linear { x, w, b: Some(b), out });
+        self.g.push(Node::Linear {
+            x,
+            w,
+            b: Some(b),
+            out,
+        });
         out
     }
 
@@ -106,23 +145,42 @@ impl Builder<'_> {
 
     /// guided-diffusion ResBlock; `semb` is SiLU(emb), shared by all blocks (emb_layers starts
     /// with that SiLU).
-    fn res_block(&mut self, p: &str, x: ValueId, semb: ValueId, cout: usize, how: Resample) -> ValueId {
+    fn res_block(
+        &mut self,
+        p: &str,
+        x: ValueId,
+        semb: ValueId,
+        cout: usize,
+        how: Resample,
+    ) -> ValueId {
         let cin = self.dims(x).0;
         let h = self.group_norm(&format!("{p}.in_layers.0"), x, None, true);
         let h = self.resample(h, &how);
         let xs = self.resample(x, &how);
         let h = self.conv(&format!("{p}.in_layers.2"), h, cout, 3, 1, None);
         let ss = self.cfg.use_scale_shift_norm;
-        let emb_out = self.linear(&format!("{p}.emb_layers.1"), semb, if ss { 2 * cout } else { cout });
+        let emb_out = self.linear(
+            &format!("{p}.emb_layers.1"),
+            semb,
+            if ss { 2 * cout } else { cout },
+        );
         let h = if ss {
             self.group_norm(&format!("{p}.out_layers.0"), h, Some(emb_out), true)
         } else {
             let (c, hh, ww) = self.dims(h);
             let hb = self.value(c, hh, ww);
-            self.g.push(Node::AddChannelBias { x: h, bias: emb_out, out: hb });
+            self.g.push(Node::AddChannelBias {
+                x: h,
+                bias: emb_out,
+                out: hb,
+            });
             self.group_norm(&format!("{p}.out_layers.0"), hb, None, true)
         };
-        let skip = if cout == cin { xs } else { self.conv(&format!("{p}.skip_connection"), xs, cout, 1, 1, None) };
+        let skip = if cout == cin {
+            xs
+        } else {
+            self.conv(&format!("{p}.skip_connection"), xs, cout, 1, 1, None)
+        };
         self.conv(&format!("{p}.out_layers.3"), h, cout, 3, 1, Some(skip))
     }
 
@@ -132,17 +190,36 @@ impl Builder<'_> {
         let hn = self.group_norm(&format!("{p}.norm"), x, None, false);
         let qkv = self.conv1d(&format!("{p}.qkv"), hn, 3 * c, None);
         let a = self.value(c, h, w);
-        self.g.push(Node::Attention { qkv, heads: heads as u32, out: a });
+        self.g.push(Node::Attention {
+            qkv,
+            heads: heads as u32,
+            out: a,
+        });
         self.conv1d(&format!("{p}.proj_out"), a, c, Some(x))
     }
 
     /// conv_nd(1, cin, cout, 1): weights (cout, cin, 1), run as a 1x1 conv2d.
-    fn conv1d(&mut self, prefix: &str, x: ValueId, cout: usize, residual: Option<ValueId>) -> ValueId {
+    fn conv1d(
+        &mut self,
+        prefix: &str,
+        x: ValueId,
+        cout: usize,
+        residual: Option<ValueId>,
+    ) -> ValueId {
         let (cin, h, w) = self.dims(x);
         let wt = self.param(format!("{prefix}.weight"), &[cout, cin, 1]);
         let b = self.param(format!("{prefix}.bias"), &[cout]);
         let out = self.value(cout, h, w);
-        self.g.push(Node::Conv { x, w: wt, b: Some(b), residual, out, k: 1, stride: 1, padding: 0 });
+        self.g.push(Node::Conv {
+            x,
+            w: wt,
+            b: Some(b),
+            residual,
+            out,
+            k: 1,
+            stride: 1,
+            padding: 0,
+        });
         out
     }
 
@@ -220,7 +297,11 @@ impl Builder<'_> {
                 let skip = hs.pop().expect("one skip per output block");
                 let (ch, hh, ww) = self.dims(h);
                 let cat = self.value(ch + self.dims(skip).0, hh, ww);
-                self.g.push(Node::Concat { a: h, b: skip, out: cat });
+                self.g.push(Node::Concat {
+                    a: h,
+                    b: skip,
+                    out: cat,
+                });
                 let p = format!("output_blocks.{block}");
                 h = self.res_block(&format!("{p}.0"), cat, semb, mult * mc, Resample::None);
                 let mut layer = 1;
@@ -252,7 +333,12 @@ struct Built {
 }
 
 fn build(cfg: &UNetConfig, n: usize, h: usize, w: usize, with_vjp: bool) -> Result<Built> {
-    let mut b = Builder { cfg, spec: Vec::new(), g: Graph::default(), n };
+    let mut b = Builder {
+        cfg,
+        spec: Vec::new(),
+        g: Graph::default(),
+        n,
+    };
     let x = b.value(cfg.in_channels, h, w);
     let t = b.g.value(&[n]);
     let out = b.build(x, t);
@@ -260,8 +346,20 @@ fn build(cfg: &UNetConfig, n: usize, h: usize, w: usize, with_vjp: bool) -> Resu
     b.g.keep(t);
     b.g.keep(out);
     let forward_nodes = b.g.nodes().len();
-    let vjp = if with_vjp { Some(b.g.append_vjp(x, out)?) } else { None };
-    Ok(Built { spec: b.spec, graph: b.g, x, t, out, forward_nodes, vjp })
+    let vjp = if with_vjp {
+        Some(b.g.append_vjp(x, out)?)
+    } else {
+        None
+    };
+    Ok(Built {
+        spec: b.spec,
+        graph: b.g,
+        x,
+        t,
+        out,
+        forward_nodes,
+        vjp,
+    })
 }
 
 impl UNet {
@@ -283,7 +381,11 @@ impl UNet {
                 gpu.upload(shape, data).map_err(NnError::from)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(UNet { config: config.clone(), spec, params })
+        Ok(UNet {
+            config: config.clone(),
+            spec,
+            params,
+        })
     }
 
     pub fn config(&self) -> &UNetConfig {
@@ -291,7 +393,10 @@ impl UNet {
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.spec.iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.spec
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 
     /// Plans memory for the forward of a batch of `n` images of `h` x `w`.
@@ -304,7 +409,14 @@ impl UNet {
         self.plan_with(gpu, n, h, w, true)
     }
 
-    fn plan_with(&self, gpu: &Gpu, n: usize, h: usize, w: usize, with_vjp: bool) -> Result<UNetRun> {
+    fn plan_with(
+        &self,
+        gpu: &Gpu,
+        n: usize,
+        h: usize,
+        w: usize,
+        with_vjp: bool,
+    ) -> Result<UNetRun> {
         let f = self.config.downsampling_factor();
         if n == 0 || h == 0 || w == 0 || h % f != 0 || w % f != 0 {
             return Err(NnError::Input(format!(
@@ -341,11 +453,14 @@ impl UNetRun {
         self.graph.planned_bytes()
     }
     pub fn record_forward(&self, rec: &mut Recorder, unet: &UNet) -> Result<()> {
-        self.graph.record_range(rec, &unet.params, 0..self.forward_nodes)
+        self.graph
+            .record_range(rec, &unet.params, 0..self.forward_nodes)
     }
 
     fn vjp_ids(&self) -> Result<(ValueId, ValueId)> {
-        self.vjp.ok_or_else(|| NnError::Input("this run was planned without the VJP (use plan_with_vjp)".into()))
+        self.vjp.ok_or_else(|| {
+            NnError::Input("this run was planned without the VJP (use plan_with_vjp)".into())
+        })
     }
 
     /// The cotangent of the output, [N, model_out_channels, H, W]: write it before `record_vjp`.
@@ -361,7 +476,11 @@ impl UNetRun {
     /// Records the VJP; the forward must have been recorded (in this or an earlier submit).
     pub fn record_vjp(&self, rec: &mut Recorder, unet: &UNet) -> Result<()> {
         self.vjp_ids()?;
-        self.graph.record_range(rec, &unet.params, self.forward_nodes..self.graph.graph().nodes().len())
+        self.graph.record_range(
+            rec,
+            &unet.params,
+            self.forward_nodes..self.graph.graph().nodes().len(),
+        )
     }
 
     /// FLOPs of one forward (multiply-adds count 2), from the convs, linears and attention.

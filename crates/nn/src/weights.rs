@@ -22,11 +22,14 @@ impl Weights {
     }
 
     pub fn insert(&mut self, name: &str, shape: &[usize], data: Vec<f32>) {
-        self.tensors.insert(name.to_string(), (shape.to_vec(), data));
+        self.tensors
+            .insert(name.to_string(), (shape.to_vec(), data));
     }
 
     pub fn get(&self, name: &str) -> Option<(&[usize], &[f32])> {
-        self.tensors.get(name).map(|(s, d)| (s.as_slice(), d.as_slice()))
+        self.tensors
+            .get(name)
+            .map(|(s, d)| (s.as_slice(), d.as_slice()))
     }
 
     pub fn len(&self) -> usize {
@@ -57,12 +60,18 @@ impl Weights {
         for (name, view) in st.tensors() {
             let d = view.data();
             let data: Vec<f32> = match view.dtype() {
-                Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                Dtype::F32 => d
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
                 Dtype::F64 => d
                     .chunks_exact(8)
                     .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
                     .collect(),
-                Dtype::F16 => d.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+                Dtype::F16 => d
+                    .chunks_exact(2)
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
                 Dtype::BF16 => d
                     .chunks_exact(2)
                     .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
@@ -89,7 +98,13 @@ impl Weights {
         let raw: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
-            .map(|(n, (s, d))| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .map(|(n, (s, d))| {
+                (
+                    n.clone(),
+                    s.clone(),
+                    d.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
+            })
             .collect();
         let views = raw
             .iter()
@@ -115,7 +130,8 @@ impl Weights {
                 Some(_) => {}
             }
         }
-        let expected: std::collections::HashSet<&str> = spec.iter().map(|(n, _)| n.as_str()).collect();
+        let expected: std::collections::HashSet<&str> =
+            spec.iter().map(|(n, _)| n.as_str()).collect();
         let unexpected: Vec<String> = self
             .tensors
             .iter()
@@ -172,13 +188,22 @@ mod tests {
         w.insert("a.weight", &[2, 3], (0..6).map(|i| i as f32).collect());
         w.insert("b.bias", &[2], vec![1.0, -1.0]);
         let back = Weights::from_safetensors(&w.to_safetensors().unwrap()).unwrap();
-        assert_eq!(back.get("a.weight").unwrap().1, w.get("a.weight").unwrap().1);
+        assert_eq!(
+            back.get("a.weight").unwrap().1,
+            w.get("a.weight").unwrap().1
+        );
         let spec: WeightSpec = vec![("a.weight".into(), vec![2, 3]), ("b.bias".into(), vec![2])];
         back.check(&spec).unwrap();
-        let spec2: WeightSpec = vec![("a.weight".into(), vec![3, 2]), ("c.weight".into(), vec![1])];
+        let spec2: WeightSpec = vec![
+            ("a.weight".into(), vec![3, 2]),
+            ("c.weight".into(), vec![1]),
+        ];
         let e = back.check(&spec2).unwrap_err().to_string();
         assert!(e.contains("missing (1):\n    c.weight [1]"), "{e}");
-        assert!(e.contains("a.weight: file has [2, 3], model needs [3, 2]"), "{e}");
+        assert!(
+            e.contains("a.weight: file has [2, 3], model needs [3, 2]"),
+            "{e}"
+        );
         assert!(e.contains("unexpected (1):\n    b.bias [2]"), "{e}");
     }
 
