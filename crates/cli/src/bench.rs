@@ -30,6 +30,9 @@ struct UnetBenchArgs {
     size: Option<usize>,
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Also time forward + VJP (the gradient DPS needs) and report the VJP/forward ratio
+    #[arg(long)]
+    vjp: bool,
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
@@ -90,7 +93,8 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                 max_reps: 50,
                 timestamps: true,
             };
-            let r = equireg_benches::unet::run(gpu, &u.preset, &config, size, u.batch, &opts)?;
+            let r =
+                equireg_benches::unet::run(gpu, &u.preset, &config, size, u.batch, u.vjp, &opts)?;
             if u.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -104,6 +108,23 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                     r.planned_mib,
                     r.dispatches_per_forward
                 );
+                if let (Some(f), Some(ratio), Some(mib)) =
+                    (&r.forward_vjp, r.vjp_over_forward, r.vjp_planned_mib)
+                {
+                    print!("{}", harness::table(std::slice::from_ref(f)));
+                    println!(
+                        "VJP / forward time: {ratio:.2}, forward+VJP planned memory: {mib:.1} MiB"
+                    );
+                }
+                if !r.ms_by_kernel.is_empty() {
+                    println!(
+                        "GPU ms by kernel (one {}):",
+                        if u.vjp { "forward + VJP" } else { "forward" }
+                    );
+                    for (k, ms) in &r.ms_by_kernel {
+                        println!("  {k:<40} {ms:>10.1}");
+                    }
+                }
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `equireg devices`: every adapter with backend, type, limits and features.
 
 use clap::Args;
-use equireg_gpu::caps::{device_type_name, wanted_features};
+use equireg_gpu::caps::{WANTED_FEATURES, device_type_name};
 use equireg_gpu::{GpuOptions, list_adapters};
 use serde_json::json;
 
@@ -22,9 +22,9 @@ pub fn run(args: &DevicesArgs, opts: &GpuOptions) -> anyhow::Result<()> {
         let info = a.get_info();
         let l = a.limits();
         let f = a.features();
-        let optional: Vec<String> = wanted_features()
+        let optional: Vec<String> = WANTED_FEATURES
             .iter()
-            .map(|w| format!("{w:?}{}", if f.contains(w) { "" } else { " (absent)" }))
+            .map(|(name, w)| format!("{name}{}", if f.contains(*w) { "" } else { " (absent)" }))
             .collect();
         let limits = json!({
             "max_storage_buffer_binding_size": l.max_storage_buffer_binding_size,

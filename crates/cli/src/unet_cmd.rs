@@ -27,9 +27,13 @@ pub struct UnetArgs {
     /// Timesteps: int64 or int32 .npy vector, one per batch item
     #[arg(long)]
     t: PathBuf,
-    /// Output: float32 NCHW .npy with the model's output channels
+    /// Output: float32 NCHW .npy with the model's output channels, or with --vjp the gradient
+    /// of sum(unet(x, t) * V) with respect to x (the input's shape)
     #[arg(long)]
     out: PathBuf,
+    /// Cotangent V: float32 .npy with the output's shape; writes the vector-Jacobian product
+    #[arg(long)]
+    vjp: Option<PathBuf>,
 }
 
 pub fn load_config(preset: Option<&str>, config: Option<&PathBuf>) -> anyhow::Result<UNetConfig> {
@@ -65,15 +69,42 @@ pub fn run(args: &UnetArgs, gpu: &Gpu) -> anyhow::Result<()> {
     if let Some(bad) = t.iter().find(|&&v| v < 0) {
         bail!("{}: timestep {bad} is negative", args.t.display());
     }
+    let cotangent = match &args.vjp {
+        None => None,
+        Some(path) => {
+            let (vs, v) = npy::read_f32(path)?;
+            let want = [xs[0], config.model_out_channels(), xs[2], xs[3]];
+            if vs != want {
+                bail!(
+                    "{}: cotangent has shape {vs:?}; expected the output's shape {want:?}",
+                    path.display()
+                );
+            }
+            Some(v)
+        }
+    };
     let weights = Weights::load(&args.weights)?;
     let unet = UNet::new(gpu, &config, &weights)?;
-    let run = unet.plan(gpu, xs[0], xs[2], xs[3])?;
+    let run = if cotangent.is_some() {
+        unet.plan_with_vjp(gpu, xs[0], xs[2], xs[3])?
+    } else {
+        unet.plan(gpu, xs[0], xs[2], xs[3])?
+    };
     gpu.write(run.input(), &x)?;
     let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
     gpu.write(run.timesteps(), &tf)?;
     let mut rec = gpu.recorder();
     run.record_forward(&mut rec, &unet)?;
+    let result = match &cotangent {
+        Some(v) => {
+            gpu.write(run.cotangent()?, v)?;
+            run.record_vjp(&mut rec, &unet)?;
+            run.input_grad()?
+        }
+        None => run.output(),
+    };
     rec.submit()?;
-    let y = gpu.download(run.output())?;
-    npy::write_f32(&args.out, run.output().shape(), &y)
+    let y = gpu.download(result)?;
+    npy::write_f32(&args.out, result.shape(), &y)?;
+    Ok(())
 }

@@ -52,6 +52,40 @@ fn unet_command_matches_the_deepinv_fixture() {
     assert!((num / den).sqrt() < 1e-4);
 }
 
+#[test]
+fn unet_vjp_command_matches_torch_autograd() {
+    let dir = fixture("unet/tiny32-32-b2");
+    let out = tmp("tiny32-g.npy");
+    let st = equireg()
+        .args(["unet", "--preset", "tiny32", "--weights"])
+        .arg(dir.join("weights.safetensors"))
+        .arg("--input")
+        .arg(dir.join("x.npy"))
+        .arg("--t")
+        .arg(dir.join("t.npy"))
+        .arg("--vjp")
+        .arg(dir.join("v.npy"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let (s1, got) = equireg_nn::npy::read_f32(&out).unwrap();
+    let (s2, want) = equireg_nn::npy::read_f32(&dir.join("g.npy")).unwrap();
+    assert_eq!(s1, s2);
+    let num: f64 = got
+        .iter()
+        .zip(&want)
+        .map(|(&g, &w)| ((g - w) as f64).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
+    assert!((num / den).sqrt() < 1e-3);
+}
+
 fn fails_with(args: &[&str], needle: &str) {
     let o = equireg().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

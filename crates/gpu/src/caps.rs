@@ -2,14 +2,27 @@
 //! optional features that were present. Kernels choose tile sizes from these, never from
 //! assumptions about a vendor.
 
-/// The optional features we ask for whenever the adapter offers them.
+/// The optional features we ask for whenever the adapter offers them, with their names.
+pub const WANTED_FEATURES: &[(&str, wgpu::Features)] = &[
+    ("SHADER_F16", wgpu::Features::SHADER_F16),
+    ("SUBGROUP", wgpu::Features::SUBGROUP),
+    ("TIMESTAMP_QUERY", wgpu::Features::TIMESTAMP_QUERY),
+    (
+        "TIMESTAMP_QUERY_INSIDE_ENCODERS",
+        wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+    ),
+    (
+        "TIMESTAMP_QUERY_INSIDE_PASSES",
+        wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+    ),
+    ("IMMEDIATES", wgpu::Features::IMMEDIATES),
+];
+
+/// The union of [`WANTED_FEATURES`].
 pub fn wanted_features() -> wgpu::Features {
-    wgpu::Features::SHADER_F16
-        | wgpu::Features::SUBGROUP
-        | wgpu::Features::TIMESTAMP_QUERY
-        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-        | wgpu::Features::IMMEDIATES
+    WANTED_FEATURES
+        .iter()
+        .fold(wgpu::Features::empty(), |acc, (_, f)| acc | *f)
 }
 
 #[derive(Clone, Debug)]

@@ -167,7 +167,7 @@ impl UNetConfig {
             return bad("channel counts must be positive".into());
         }
         for &m in &self.channel_mult {
-            if (m * self.model_channels) % 32 != 0 {
+            if !(m * self.model_channels).is_multiple_of(32) {
                 return bad(format!(
                     "model_channels * channel_mult = {} is not divisible by the 32 norm groups",
                     m * self.model_channels
@@ -175,7 +175,7 @@ impl UNetConfig {
             }
         }
         for &r in &self.attention_resolutions {
-            if r == 0 || self.image_size % r != 0 {
+            if r == 0 || !self.image_size.is_multiple_of(r) {
                 return bad(format!(
                     "attention resolution {r} does not divide image_size {}",
                     self.image_size

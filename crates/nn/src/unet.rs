@@ -418,7 +418,7 @@ impl UNet {
         with_vjp: bool,
     ) -> Result<UNetRun> {
         let f = self.config.downsampling_factor();
-        if n == 0 || h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+        if n == 0 || h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             return Err(NnError::Input(format!(
                 "input {n}x{h}x{w}: height and width must be positive multiples of {f}                  (the network downsamples {} times)",
                 self.config.channel_mult.len() - 1
