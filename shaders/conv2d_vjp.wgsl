@@ -2,7 +2,8 @@
 //   dx[n, ci, iy, ix] = sum over co, ky, kx of dy[n, co, oy, ox] * w[co, ci, ky, kx]
 // where oy = (iy + pad - ky) / stride must be integral and inside [0, Ho) (likewise ox).
 // An implicit GEMM with M = ci, N = every pixel of dx, K = co * kh * kw; the weights are read
-// transposed over (co, ci) and flipped spatially in place (no copy). No optional feature.
+// transposed over (co, ci) and flipped spatially in place (no copy). No optional feature;
+// conv2d_vjp_sg.wgsl holds the faster kernels for adapters with 8-wide subgroups (lavapipe).
 //
 // Binding layout of every entry point (group 0):
 //   0 params (uniform), 1 dy (read), 2 w (read), 3 dx (read_write).
@@ -16,9 +17,18 @@ struct VjpParams {
     // Sizes of dx ([n, ci, h, w]), dy ([n, co, ho, wo]) and the kernel (kh, kw).
     n: u32, ci: u32, h: u32, w: u32,
     co: u32, ho: u32, wo: u32, kh: u32,
-    kw: u32, stride: u32, pad: u32, _pad0: u32,
+    kw: u32, stride: u32, pad: u32,
+    // 1: add to dx instead of overwriting it (later pieces of a split sum).
+    accum: u32,
+    // This dispatch sums over [r0, r1) only, of k = (co, ky, kx) in vjp_gemm and of co in the
+    // subgroup kernels: the host splits long sums so that no invocation runs more loop
+    // iterations than lavapipe allows (it silently ends loops after 65535 in one invocation).
+    r0: u32, r1: u32,
+    // conv2d_vjp_sg.wgsl only (see there).
+    cy: u32, cx: u32, ha: u32, wa: u32,
     // Tiling, filled per entry point (see ops/conv_vjp.rs).
     t0: u32, t1: u32, t2: u32, total: u32,
+    _p0: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: VjpParams;
@@ -37,7 +47,7 @@ var<workgroup> tb: array<f32, KT * TS * 4u>;
 // The [M, K] operand: w[co, ci, ky, kx] seen as [ci, (co, ky, kx)].
 fn gemm_w(ci: u32, k: u32) -> f32 {
     let khw = p.kh * p.kw;
-    if (ci >= p.ci || k >= p.co * khw) { return 0.0; }
+    if (ci >= p.ci || k >= p.r1) { return 0.0; }
     return wt[((k / khw) * p.ci + ci) * khw + k % khw];
 }
 
@@ -53,7 +63,7 @@ fn out_coord(i: u32, t: u32, size: u32) -> i32 {
 fn gemm_dy(k: u32, col: u32) -> f32 {
     let plane = p.h * p.w;
     let khw = p.kh * p.kw;
-    if (k >= p.co * khw || col >= p.n * plane) { return 0.0; }
+    if (k >= p.r1 || col >= p.n * plane) { return 0.0; }
     let co = k / khw;
     let r = k % khw;
     let nimg = col / plane;
@@ -74,9 +84,8 @@ fn vjp_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let n0 = (tile % p.t0) * w;
     let m0 = (tile / p.t0) * w;
     let tid = lid.y * TS + lid.x;
-    let k_all = p.co * p.kh * p.kw;
     var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < k_all; k0 += KT) {
+    for (var k0 = p.r0; k0 < p.r1; k0 += KT) {
         for (var e = tid; e < KT * w; e += TS * TS) {
             // The weights are contiguous along (ky, kx), the gathered dy along pixels.
             ta[(e % KT) * w + e / KT] = gemm_w(m0 + e / KT, k0 + e % KT);
@@ -101,8 +110,12 @@ fn vjp_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         for (var j = 0u; j < 4u; j++) {
             let col = n0 + lid.x + j * TS;
             if (ci < p.ci && col < p.n * plane) {
-                dx[((col / plane) * p.ci + ci) * plane + col % plane] = acc[i][j];
+                let o = ((col / plane) * p.ci + ci) * plane + col % plane;
+                var v = acc[i][j];
+                if (p.accum != 0u) { v += dx[o]; }
+                dx[o] = v;
             }
         }
     }
 }
+

@@ -8,7 +8,7 @@
 //! identity holds to a relative 1e-5 of sum |x| |conv2d_input_grad(dy)|.
 
 use equireg_gpu::ops::conv::{Conv2dParams, conv2d, conv2d_out_shape};
-use equireg_gpu::ops::conv_vjp::conv2d_input_grad;
+use equireg_gpu::ops::conv_vjp::{KernelPath, conv2d_input_grad, conv2d_input_grad_with};
 use equireg_gpu::reference::conv_vjp as cpu;
 use equireg_gpu::{DType, Tensor};
 
@@ -33,7 +33,21 @@ fn params(c: &Case) -> Conv2dParams {
     }
 }
 
-fn run_case(c: &Case, seed: u64) {
+/// Whether the subgroup kernels can run here; if not, asking for them must be an error.
+fn subgroup8() -> bool {
+    let c = gpu().caps();
+    c.subgroup && c.subgroup_min_size == 8 && c.subgroup_max_size == 8
+}
+
+fn paths() -> Vec<KernelPath> {
+    let mut v = vec![KernelPath::Auto, KernelPath::Portable];
+    if subgroup8() {
+        v.push(KernelPath::Subgroup8);
+    }
+    v
+}
+
+fn run_case(c: &Case, seed: u64, path: KernelPath) {
     let g = gpu();
     let p = params(c);
     let dshape = conv2d_out_shape(&c.x, &c.w, p).unwrap();
@@ -46,7 +60,7 @@ fn run_case(c: &Case, seed: u64) {
         .upload(&c.x, &vec![f32::NAN; c.x.iter().product()])
         .unwrap();
     let mut r = rec();
-    conv2d_input_grad(&mut r, &dyt, &wt, &dx, p).unwrap();
+    conv2d_input_grad_with(&mut r, &dyt, &wt, &dx, p, path).unwrap();
     r.submit().unwrap();
     let want = cpu::conv2d_input_grad(
         &dys,
@@ -59,7 +73,7 @@ fn run_case(c: &Case, seed: u64) {
     );
     let got = g.download(&dx).unwrap();
     let what = format!(
-        "conv2d_input_grad dx {:?} w {:?} stride {} pad {}",
+        "conv2d_input_grad dx {:?} w {:?} stride {} pad {} on {path:?}",
         c.x, c.w, c.stride, c.pad
     );
     let e = rel_l2(&got, &want);
@@ -71,7 +85,9 @@ fn run_case(c: &Case, seed: u64) {
 
 fn run_all(cases: &[Case], seed: u64) {
     for (i, c) in cases.iter().enumerate() {
-        run_case(c, seed + 10 * i as u64);
+        for path in paths() {
+            run_case(c, seed + 10 * i as u64, path);
+        }
     }
 }
 
@@ -126,8 +142,16 @@ fn conv1x1_5x5_7x7_match_reference() {
 
 #[test]
 fn large_kernel_matches_reference() {
-    // A blur-sized kernel, as used per channel ([N*C, 1, H, W]).
-    run_all(&[case([3, 1, 40, 37], [1, 1, 61, 61], 1, 30)], 400);
+    run_all(
+        &[
+            // A blur-sized kernel, as used per channel ([N*C, 1, H, W]).
+            case([2, 1, 23, 19], [1, 1, 61, 61], 1, 30),
+            // 7 x 61 x 61 terms per dx element: over the loop budget of one invocation, so the
+            // sum is split over several dispatches on every path.
+            case([1, 2, 11, 9], [7, 2, 61, 61], 1, 30),
+        ],
+        400,
+    );
 }
 
 /// <conv2d(x), dy> = <x, conv2d_input_grad(dy)>, both sides on the GPU.
@@ -232,4 +256,68 @@ fn bad_shapes_are_errors() {
     assert!(err(&sq, &t(&[3, 3, 3, 3]), &sq, 1, 1).contains("share memory"));
     let u = gpu().upload_u32(&[2, 7, 7, 5], &[0; 490]).unwrap();
     assert!(err(&u, &w, &dx, 2, 1).contains("f32"));
+    if !subgroup8() {
+        let p = Conv2dParams {
+            stride: 2,
+            padding: 1,
+        };
+        let mut r = rec();
+        assert!(conv2d_input_grad_with(&mut r, &dy, &w, &dx, p, KernelPath::Subgroup8).is_err());
+        assert!(r.is_empty());
+    }
+}
+
+/// Milliseconds of one execution of `f` (recorded, then timed from submit to completion).
+fn time_ms(f: &dyn Fn(&mut equireg_gpu::Recorder)) -> f64 {
+    let mut r = rec();
+    f(&mut r);
+    let t0 = std::time::Instant::now();
+    r.submit().unwrap();
+    gpu().sync().unwrap();
+    t0.elapsed().as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Speed of the input gradient against the forward conv at one UNet shape, the two timed
+/// alternately (medians after a warm-up) so that load from elsewhere hits both alike. Run with
+/// `--ignored --nocapture`; prints, asserts nothing.
+#[test]
+#[ignore]
+fn bench_input_grad_conv3x3_c128_64x64() {
+    let g = gpu();
+    let (c, hw, reps) = (128, 64, 11);
+    let p = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
+    let x = g.upload(&[1, c, hw, hw], &random(c * hw * hw, 1)).unwrap();
+    let w = g.upload(&[c, c, 3, 3], &random(c * c * 9, 2)).unwrap();
+    let y = t(&[1, c, hw, hw]);
+    let dx = t(&[1, c, hw, hw]);
+    let fwd = |r: &mut equireg_gpu::Recorder| conv2d(r, &x, &w, None, None, &y, p).unwrap();
+    let bwd = |r: &mut equireg_gpu::Recorder| conv2d_input_grad(r, &x, &w, &dx, p).unwrap();
+    time_ms(&fwd);
+    time_ms(&bwd);
+    let (mut tf, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let (f, b) = (time_ms(&fwd), time_ms(&bwd));
+        tf.push(f);
+        tb.push(b);
+        ratios.push(b / f);
+    }
+    let (f, b) = (median(tf), median(tb));
+    let gflop = 2.0 * (c * c * 9 * hw * hw) as f64 * 1e-9;
+    println!(
+        "conv3x3 c{c} {hw}x{hw} b1 on {}: forward {f:.2} ms ({:.1} GFLOP/s), input grad {b:.2} \
+         ms ({:.1} GFLOP/s), ratio of medians {:.2}, median ratio {:.2}",
+        g.caps().describe(),
+        gflop / f * 1e3,
+        gflop / b * 1e3,
+        b / f,
+        median(ratios)
+    );
 }
