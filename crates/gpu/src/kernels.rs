@@ -14,7 +14,14 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("attention", include_str!("../../../shaders/attention.wgsl")),
     ("concat", include_str!("../../../shaders/concat.wgsl")),
     ("conv2d", include_str!("../../../shaders/conv2d.wgsl")),
-    ("conv2d_vjp", include_str!("../../../shaders/conv2d_vjp.wgsl")),
+    (
+        "conv2d_vjp",
+        include_str!("../../../shaders/conv2d_vjp.wgsl"),
+    ),
+    (
+        "conv2d_vjp_sg",
+        include_str!("../../../shaders/conv2d_vjp_sg.wgsl"),
+    ),
     (
         "elementwise",
         include_str!("../../../shaders/elementwise.wgsl"),
