@@ -282,24 +282,24 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Speed of the input gradient against the forward conv at one UNet shape, the two timed
-/// alternately (medians after a warm-up) so that load from elsewhere hits both alike. Run with
-/// `--ignored --nocapture`; prints, asserts nothing.
-#[test]
-#[ignore]
-fn bench_input_grad_conv3x3_c128_64x64() {
+/// Speed of the input gradient against the forward conv at one shape ([1, c, hw, hw], c
+/// channels in and out, k x k kernel, padding k / 2), the two timed alternately (medians after a
+/// warm-up) so that load from elsewhere hits both alike. Prints, asserts nothing.
+fn bench(c: usize, hw: usize, k: usize, stride: u32) {
     let g = gpu();
-    let (c, hw, reps) = (128, 64, 11);
+    let reps = 11;
     let p = Conv2dParams {
-        stride: 1,
-        padding: 1,
+        stride,
+        padding: (k / 2) as u32,
     };
-    let x = g.upload(&[1, c, hw, hw], &random(c * hw * hw, 1)).unwrap();
-    let w = g.upload(&[c, c, 3, 3], &random(c * c * 9, 2)).unwrap();
-    let y = t(&[1, c, hw, hw]);
-    let dx = t(&[1, c, hw, hw]);
+    let xs = [1, c, hw, hw];
+    let ys = conv2d_out_shape(&xs, &[c, c, k, k], p).unwrap();
+    let x = g.upload(&xs, &random(c * hw * hw, 1)).unwrap();
+    let w = g.upload(&[c, c, k, k], &random(c * c * k * k, 2)).unwrap();
+    let y = t(&ys);
+    let dx = t(&xs);
     let fwd = |r: &mut equireg_gpu::Recorder| conv2d(r, &x, &w, None, None, &y, p).unwrap();
-    let bwd = |r: &mut equireg_gpu::Recorder| conv2d_input_grad(r, &x, &w, &dx, p).unwrap();
+    let bwd = |r: &mut equireg_gpu::Recorder| conv2d_input_grad(r, &y, &w, &dx, p).unwrap();
     time_ms(&fwd);
     time_ms(&bwd);
     let (mut tf, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -310,14 +310,25 @@ fn bench_input_grad_conv3x3_c128_64x64() {
         ratios.push(b / f);
     }
     let (f, b) = (median(tf), median(tb));
-    let gflop = 2.0 * (c * c * 9 * hw * hw) as f64 * 1e-9;
+    // Multiply-adds of the forward (the gradient does as many).
+    let gflop = 2.0 * (c * c * k * k * ys[2] * ys[3]) as f64 * 1e-9;
     println!(
-        "conv3x3 c{c} {hw}x{hw} b1 on {}: forward {f:.2} ms ({:.1} GFLOP/s), input grad {b:.2} \
-         ms ({:.1} GFLOP/s), ratio of medians {:.2}, median ratio {:.2}",
+        "conv{k}x{k} stride {stride} c{c} {hw}x{hw} b1 on {}: forward {f:.2} ms ({:.1} GFLOP/s), \
+         input grad {b:.2} ms ({:.1} GFLOP/s), ratio of medians {:.2}, median ratio {:.2}",
         g.caps().describe(),
         gflop / f * 1e3,
         gflop / b * 1e3,
         b / f,
         median(ratios)
     );
+}
+
+/// Run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_input_grad_vs_forward() {
+    bench(128, 64, 3, 1);
+    bench(128, 64, 3, 2);
+    bench(128, 64, 1, 1);
+    bench(64, 32, 5, 1);
 }
