@@ -1,75 +1,121 @@
-// Input gradient of conv2d (weights frozen).
+// Input gradient of conv2d (NCHW, zero padding, square stride): dx = d/dx sum(conv2d(x, w) * dy)
+//   dx[n, ci, iy, ix] = sum over co, ky, kx of dy[n, co, oy, ox] * w[co, ci, ky, kx]
+// where oy = (iy + pad - ky) / stride must be integral and inside [0, Ho) (likewise ox).
+// An implicit GEMM with M = ci, N = every pixel of dx, K = co * kh * kw; the weights are read
+// transposed over (co, ci) and flipped spatially in place (no copy). No optional feature;
+// conv2d_vjp_sg.wgsl holds the faster kernels for adapters with 8-wide subgroups (lavapipe).
 //
-// Stride 1 (every conv of the UNets): dx = conv2d(dy, w~) with w~[ci, co, ky, kx] =
-// w[co, ci, Kh-1-ky, Kw-1-kx] and padding K-1-p, so the tuned forward conv kernels do the work;
-// `transpose_flip` builds w~ into a scratch tensor (weights are small next to activations).
-// Other strides: `input_grad_direct`, one dx element per invocation (correct, not fast; no preset
-// uses a strided conv on the gradient path).
-//
-// Binding layouts (group 0):
-//   transpose_flip:     0 params, 1 w (read), 2 w~ (read_write)
-//   input_grad_direct:  0 params, 1 dy (read), 2 w (read), 3 dx (read_write)
+// Binding layout of every entry point (group 0):
+//   0 params (uniform), 1 dy (read), 2 w (read), 3 dx (read_write).
 
-override WG: u32 = 256u;
+// vjp_gemm: invocations per side of the workgroup.
+override TS: u32 = 16u;
+// vjp_gemm: depth of the k slice staged per barrier pair.
+override KT: u32 = 16u;
 
-struct Params {
+struct VjpParams {
+    // Sizes of dx ([n, ci, h, w]), dy ([n, co, ho, wo]) and the kernel (kh, kw).
     n: u32, ci: u32, h: u32, w: u32,
     co: u32, ho: u32, wo: u32, kh: u32,
-    kw: u32, stride: u32, pad: u32, total: u32,
+    kw: u32, stride: u32, pad: u32,
+    // 1: add to dx instead of overwriting it (later pieces of a split sum).
+    accum: u32,
+    // This dispatch sums over [r0, r1) only, of k = (co, ky, kx) in vjp_gemm and of co in the
+    // subgroup kernels: the host splits long sums so that no invocation runs more loop
+    // iterations than lavapipe allows (it silently ends loops after 65535 in one invocation).
+    r0: u32, r1: u32,
+    // conv2d_vjp_sg.wgsl only (see there).
+    cy: u32, cx: u32, ha: u32, wa: u32,
+    // Tiling, filled per entry point (see ops/conv_vjp.rs).
+    t0: u32, t1: u32, t2: u32, total: u32,
+    _p0: u32, _p1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
-
-@group(0) @binding(1) var<storage, read> tw_in: array<f32>;
-@group(0) @binding(2) var<storage, read_write> tw_out: array<f32>;
-
-@compute @workgroup_size(WG)
-fn transpose_flip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, lid);
-    if (i >= p.total) { return; }
-    // i indexes w~ [ci, co, kh, kw].
-    let kx = i % p.kw;
-    let ky = (i / p.kw) % p.kh;
-    let co = (i / (p.kw * p.kh)) % p.co;
-    let ci = i / (p.kw * p.kh * p.co);
-    let src = ((co * p.ci + ci) * p.kh + (p.kh - 1u - ky)) * p.kw + (p.kw - 1u - kx);
-    tw_out[i] = tw_in[src];
-}
-
+@group(0) @binding(0) var<uniform> p: VjpParams;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-@compute @workgroup_size(WG)
-fn input_grad_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                     @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, lid);
-    if (i >= p.total) { return; }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let ci = (i / (p.w * p.h)) % p.ci;
-    let n = i / (p.w * p.h * p.ci);
-    var acc = 0.0;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        // oy * stride = iy + pad - ky must be a non-negative multiple of the stride.
-        let ny = i32(iy + p.pad) - i32(ky);
-        if (ny < 0 || u32(ny) % p.stride != 0u) { continue; }
-        let oy = u32(ny) / p.stride;
-        if (oy >= p.ho) { continue; }
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let nx = i32(ix + p.pad) - i32(kx);
-            if (nx < 0 || u32(nx) % p.stride != 0u) { continue; }
-            let ox = u32(nx) / p.stride;
-            if (ox >= p.wo) { continue; }
-            for (var co = 0u; co < p.co; co++) {
-                acc += dy[((n * p.co + co) * p.ho + oy) * p.wo + ox] * wt[((co * p.ci + ci) * p.kh + ky) * p.kw + kx];
+// ---- any kernel size and stride: workgroup-memory tiled implicit GEMM ------------------------
+// A workgroup of TS x TS invocations computes a (4 TS) x (4 TS) tile of [ci, pixel]; each
+// invocation a 4 x 4 register block whose rows/columns are TS apart (neighbouring invocations
+// touch neighbouring addresses).
+
+var<workgroup> ta: array<f32, KT * TS * 4u>;
+var<workgroup> tb: array<f32, KT * TS * 4u>;
+
+// The [M, K] operand: w[co, ci, ky, kx] seen as [ci, (co, ky, kx)].
+fn gemm_w(ci: u32, k: u32) -> f32 {
+    let khw = p.kh * p.kw;
+    if (ci >= p.ci || k >= p.r1) { return 0.0; }
+    return wt[((k / khw) * p.ci + ci) * khw + k % khw];
+}
+
+// The output coordinate that reads input coordinate i through tap t, or -1 when none does.
+fn out_coord(i: u32, t: u32, size: u32) -> i32 {
+    let d = i32(i + p.pad) - i32(t);
+    if (d < 0 || d % i32(p.stride) != 0) { return -1; }
+    let o = d / i32(p.stride);
+    return select(-1, o, o < i32(size));
+}
+
+// The [K, N] operand: dy gathered for tap (co, ky, kx) and dx pixel col.
+fn gemm_dy(k: u32, col: u32) -> f32 {
+    let plane = p.h * p.w;
+    let khw = p.kh * p.kw;
+    if (k >= p.r1 || col >= p.n * plane) { return 0.0; }
+    let co = k / khw;
+    let r = k % khw;
+    let nimg = col / plane;
+    let pix = col % plane;
+    let oy = out_coord(pix / p.w, r / p.kw, p.ho);
+    let ox = out_coord(pix % p.w, r % p.kw, p.wo);
+    if (oy < 0 || ox < 0) { return 0.0; }
+    return dy[((nimg * p.co + co) * p.ho + u32(oy)) * p.wo + u32(ox)];
+}
+
+// t0 = pixel tiles, t1 = channel tiles, total = t0 * t1.
+@compute @workgroup_size(TS, TS)
+fn vjp_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_id) lid: vec3<u32>) {
+    let tile = wid.x + wid.y * nwg.x;
+    if (tile >= p.total) { return; }
+    let w = TS * 4u;
+    let n0 = (tile % p.t0) * w;
+    let m0 = (tile / p.t0) * w;
+    let tid = lid.y * TS + lid.x;
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = p.r0; k0 < p.r1; k0 += KT) {
+        for (var e = tid; e < KT * w; e += TS * TS) {
+            // The weights are contiguous along (ky, kx), the gathered dy along pixels.
+            ta[(e % KT) * w + e / KT] = gemm_w(m0 + e / KT, k0 + e % KT);
+            tb[e] = gemm_dy(k0 + e / w, n0 + e % w);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < KT; kk++) {
+            let ra = kk * w + lid.y;
+            let rb = kk * w + lid.x;
+            let av = vec4(ta[ra], ta[ra + TS], ta[ra + 2u * TS], ta[ra + 3u * TS]);
+            let bv = vec4(tb[rb], tb[rb + TS], tb[rb + 2u * TS], tb[rb + 3u * TS]);
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }
+        workgroupBarrier();
+    }
+    let plane = p.h * p.w;
+    for (var i = 0u; i < 4u; i++) {
+        let ci = m0 + lid.y + i * TS;
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + lid.x + j * TS;
+            if (ci < p.ci && col < p.n * plane) {
+                let o = ((col / plane) * p.ci + ci) * plane + col % plane;
+                var v = acc[i][j];
+                if (p.accum != 0u) { v += dx[o]; }
+                dx[o] = v;
             }
         }
     }
-    dx[i] = acc;
 }
+

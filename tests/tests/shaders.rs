@@ -23,7 +23,7 @@ fn shader_files() -> Vec<(String, String)> {
 
 /// Shaders whose kernels use subgroup operations; ops select them only when the adapter has
 /// the SUBGROUP feature (see ops::matmul::KernelPath), with a baseline fallback in matmul.wgsl.
-const NEEDS_SUBGROUP: &[&str] = &["conv2d"];
+const NEEDS_SUBGROUP: &[&str] = &["conv2d", "conv2d_vjp_sg"];
 
 #[test]
 fn every_shader_parses_and_validates() {

@@ -23,6 +23,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../../shaders/conv2d_vjp.wgsl"),
     ),
     (
+        "conv2d_vjp_sg",
+        include_str!("../../../shaders/conv2d_vjp_sg.wgsl"),
+    ),
+    (
         "elementwise",
         include_str!("../../../shaders/elementwise.wgsl"),
     ),

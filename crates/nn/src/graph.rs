@@ -84,8 +84,6 @@ pub enum Node {
     ConvInputGrad {
         dy: ValueId,
         w: ParamId,
-        /// Scratch for the transposed weights [Ci, Co, Kh, Kw].
-        w_scratch: ValueId,
         out: ValueId,
         k: u32,
         stride: u32,
@@ -145,10 +143,9 @@ impl Node {
             Node::Attention { qkv, .. } => vec![*qkv],
             Node::Concat { a, b, .. } => vec![*a, *b],
             Node::AddChannelBias { x, bias, .. } => vec![*x, *bias],
-            // The weight scratch is written and read by the node itself; listing it as an input
-            // gives it a live interval so the planner gives it a slot of its own.
-            Node::ConvInputGrad { dy, w_scratch, .. } => vec![*dy, *w_scratch],
-            Node::UpsampleGrad { dy, .. } | Node::AvgPoolGrad { dy, .. } => vec![*dy],
+            Node::ConvInputGrad { dy, .. }
+            | Node::UpsampleGrad { dy, .. }
+            | Node::AvgPoolGrad { dy, .. } => vec![*dy],
             Node::GroupNormGrad {
                 x, scale_shift, dy, ..
             } => [Some(*x), *scale_shift, Some(*dy)]
@@ -297,17 +294,12 @@ impl Graph {
                     ..
                 } => {
                     if wants(cx) {
-                        let xs = self.shapes[cx.0].clone();
-                        let co = self.shapes[node.output().0][1];
-                        let k = *k as usize;
-                        let gx = self.value(&xs);
-                        let w_scratch = self.value(&[xs[1], co, k, k]);
+                        let gx = self.value(&self.shapes[cx.0].clone());
                         self.push(Node::ConvInputGrad {
                             dy,
                             w: *w,
-                            w_scratch,
                             out: gx,
-                            k: k as u32,
+                            k: *k,
                             stride: *stride,
                             padding: *padding,
                         });
@@ -556,7 +548,6 @@ impl PlannedGraph {
                 Node::ConvInputGrad {
                     dy,
                     w,
-                    w_scratch,
                     out,
                     stride,
                     padding,
@@ -572,7 +563,7 @@ impl PlannedGraph {
                         stride: *stride,
                         padding: *padding,
                     };
-                    conv_vjp::conv2d_input_grad(rec, t(dy), wt, t(w_scratch), t(out), cp)?;
+                    conv_vjp::conv2d_input_grad(rec, t(dy), wt, t(out), cp)?;
                 }
                 Node::GroupNormGrad {
                     x,

@@ -1,21 +1,27 @@
-//! CPU reference of the conv2d input gradient: the adjoint of reference::conv::conv2d, written
-//! as a scatter of every (output, weight) product back to its input position.
+//! CPU reference of the input gradient of conv2d: scatters every output gradient back through
+//! the kernel window of the forward convolution, f64 accumulation.
 
-/// dy [N, Co, Ho, Wo], w [Co, Ci, Kh, Kw] -> dx [N, Ci, H, W].
-#[allow(clippy::too_many_arguments)]
+/// dy is [n, co, ho, wo], w is [co, ci, kh, kw]; the forward convolution had input [n, ci, h, w]
+/// (`x_hw` = (h, w)), zero padding `pad` on every side and the same `stride` along both axes.
+/// Returns dx = d/dx sum(conv2d(x, w) * dy), [n, ci, h, w] row-major.
 pub fn conv2d_input_grad(
     dy: &[f32],
     dy_shape: [usize; 4],
     w: &[f32],
     w_shape: [usize; 4],
-    h: usize,
-    wd: usize,
+    x_hw: (usize, usize),
     stride: usize,
     pad: usize,
 ) -> Vec<f32> {
     let [n, co, ho, wo] = dy_shape;
-    let [_, ci, kh, kw] = w_shape;
+    let [wco, ci, kh, kw] = w_shape;
+    let (h, wd) = x_hw;
+    assert_eq!(co, wco, "channel counts differ");
+    assert_eq!(ho, (h + 2 * pad - kh) / stride + 1, "output height");
+    assert_eq!(wo, (wd + 2 * pad - kw) / stride + 1, "output width");
     let mut dx = vec![0f64; n * ci * h * wd];
+    // The forward reads x[iy, ix] with iy = oy * stride + ky - pad for output (oy, ox) and tap
+    // (ky, kx); the gradient adds dy[oy, ox] * w[ky, kx] to every such x.
     for b in 0..n {
         for o in 0..co {
             for oy in 0..ho {
@@ -32,8 +38,8 @@ pub fn conv2d_input_grad(
                                 if ix < 0 || ix >= wd as isize {
                                     continue;
                                 }
-                                dx[((b * ci + c) * h + iy as usize) * wd + ix as usize] +=
-                                    g * w[((o * ci + c) * kh + ky) * kw + kx] as f64;
+                                let wv = w[((o * ci + c) * kh + ky) * kw + kx] as f64;
+                                dx[((b * ci + c) * h + iy as usize) * wd + ix as usize] += g * wv;
                             }
                         }
                     }
