@@ -11,6 +11,43 @@ fn gpu() -> Gpu {
         .unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"))
 }
 
+/// A UNet with the synthetic weights of `seed` (tools/synthetic.py makes the same ones).
+fn synthetic_unet(g: &Gpu, cfg: &UNetConfig, seed: u64) -> UNet {
+    let w = synthetic::weights(seed, &UNet::weight_spec(cfg).unwrap());
+    UNet::new(g, cfg, &w).unwrap()
+}
+
+/// Records one step (forward, plus the VJP when planned with it) twice and returns the counter
+/// difference of the second, after asserting it allocated, created and read back nothing.
+fn second_step_counters(
+    g: &Gpu,
+    unet: &UNet,
+    run: &equireg_nn::UNetRun,
+    with_vjp: bool,
+) -> equireg_gpu::CounterSnapshot {
+    let step = || {
+        let mut rec = g.recorder();
+        run.record_forward(&mut rec, unet).unwrap();
+        if with_vjp {
+            run.record_vjp(&mut rec, unet).unwrap();
+        }
+        rec.submit().unwrap();
+    };
+    step();
+    let before = g.counters();
+    step();
+    let d = g.counters() - before;
+    assert_eq!(
+        (d.buffers_allocated, d.bytes_allocated, d.readbacks),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (d.pipelines_created, d.bind_groups_created, d.submits),
+        (0, 0, 1)
+    );
+    d
+}
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/unet")
@@ -71,9 +108,7 @@ fn tiny32_from_a_torch_safetensors_file_matches_deepinv() {
 #[test]
 fn ffhq256_at_64x64_batch_2_matches_deepinv() {
     let g = gpu();
-    let cfg = UNetConfig::ffhq256();
-    let w = synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap());
-    let unet = UNet::new(&g, &cfg, &w).unwrap();
+    let unet = synthetic_unet(&g, &UNetConfig::ffhq256(), 11);
     assert_eq!(unet.parameter_count(), 93_563_910);
     check(&g, &unet, &fixture("ffhq256-64-b2"));
 }
@@ -81,27 +116,9 @@ fn ffhq256_at_64x64_batch_2_matches_deepinv() {
 #[test]
 fn a_second_forward_at_the_same_size_allocates_nothing_and_reads_nothing_back() {
     let g = gpu();
-    let cfg = UNetConfig::tiny32();
-    let w = synthetic::weights(1, &UNet::weight_spec(&cfg).unwrap());
-    let unet = UNet::new(&g, &cfg, &w).unwrap();
+    let unet = synthetic_unet(&g, &UNetConfig::tiny32(), 1);
     let run = unet.plan(&g, 1, 32, 64).unwrap();
-    let step = || {
-        let mut rec = g.recorder();
-        run.record_forward(&mut rec, &unet).unwrap();
-        rec.submit().unwrap();
-    };
-    step();
-    let before = g.counters();
-    step();
-    let d = g.counters() - before;
-    assert_eq!(
-        (d.buffers_allocated, d.bytes_allocated, d.readbacks),
-        (0, 0, 0)
-    );
-    assert_eq!(
-        (d.pipelines_created, d.bind_groups_created, d.submits),
-        (0, 0, 1)
-    );
+    let d = second_step_counters(&g, &unet, &run, false);
     assert!(d.dispatches > 20);
     assert!(
         g.download(run.output())
@@ -146,9 +163,7 @@ fn missing_extra_and_misshaped_weights_are_one_clear_error() {
 #[test]
 fn sizes_not_divisible_by_the_downsampling_factor_are_refused() {
     let g = gpu();
-    let cfg = UNetConfig::tiny32();
-    let w = synthetic::weights(1, &UNet::weight_spec(&cfg).unwrap());
-    let unet = UNet::new(&g, &cfg, &w).unwrap();
+    let unet = synthetic_unet(&g, &UNetConfig::tiny32(), 1);
     let e = unet
         .plan(&g, 1, 31, 32)
         .err()
@@ -216,35 +231,14 @@ fn tiny32_vjp_matches_torch_autograd() {
 #[test]
 fn ffhq256_vjp_at_64x64_batch_2_matches_torch_autograd() {
     let g = gpu();
-    let cfg = UNetConfig::ffhq256();
-    let w = synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap());
-    let unet = UNet::new(&g, &cfg, &w).unwrap();
+    let unet = synthetic_unet(&g, &UNetConfig::ffhq256(), 11);
     check_vjp(&g, &unet, &fixture("ffhq256-64-b2"));
 }
 
 #[test]
 fn repeated_forward_and_vjp_allocate_nothing_and_read_nothing_back() {
     let g = gpu();
-    let cfg = UNetConfig::tiny32();
-    let w = synthetic::weights(2, &UNet::weight_spec(&cfg).unwrap());
-    let unet = UNet::new(&g, &cfg, &w).unwrap();
+    let unet = synthetic_unet(&g, &UNetConfig::tiny32(), 2);
     let run = unet.plan_with_vjp(&g, 2, 32, 32).unwrap();
-    let step = || {
-        let mut rec = g.recorder();
-        run.record_forward(&mut rec, &unet).unwrap();
-        run.record_vjp(&mut rec, &unet).unwrap();
-        rec.submit().unwrap();
-    };
-    step();
-    let before = g.counters();
-    step();
-    let d = g.counters() - before;
-    assert_eq!(
-        (d.buffers_allocated, d.bytes_allocated, d.readbacks),
-        (0, 0, 0)
-    );
-    assert_eq!(
-        (d.pipelines_created, d.bind_groups_created, d.submits),
-        (0, 0, 1)
-    );
+    second_step_counters(&g, &unet, &run, true);
 }

@@ -20,10 +20,11 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
-#[test]
-fn unet_command_matches_the_deepinv_fixture() {
+/// Runs `equireg unet --preset tiny32` on the deepinv fixture with `extra` arguments and returns
+/// the relative L2 error of its output against the fixture file `want`.
+fn unet_against_fixture(extra: &[&str], out_name: &str, want: &str) -> f64 {
     let dir = fixture("unet/tiny32-32-b2");
-    let out = tmp("tiny32-y.npy");
+    let out = tmp(out_name);
     let st = equireg()
         .args(["unet", "--preset", "tiny32", "--weights"])
         .arg(dir.join("weights.safetensors"))
@@ -31,6 +32,11 @@ fn unet_command_matches_the_deepinv_fixture() {
         .arg(dir.join("x.npy"))
         .arg("--t")
         .arg(dir.join("t.npy"))
+        .args(
+            extra
+                .iter()
+                .map(|a| a.replace("{fixture}", &dir.to_string_lossy())),
+        )
         .arg("--out")
         .arg(&out)
         .output()
@@ -41,7 +47,7 @@ fn unet_command_matches_the_deepinv_fixture() {
         String::from_utf8_lossy(&st.stderr)
     );
     let (s1, got) = equireg_nn::npy::read_f32(&out).unwrap();
-    let (s2, want) = equireg_nn::npy::read_f32(&dir.join("y.npy")).unwrap();
+    let (s2, want) = equireg_nn::npy::read_f32(&dir.join(want)).unwrap();
     assert_eq!(s1, s2);
     let num: f64 = got
         .iter()
@@ -49,41 +55,17 @@ fn unet_command_matches_the_deepinv_fixture() {
         .map(|(&g, &w)| ((g - w) as f64).powi(2))
         .sum();
     let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    assert!((num / den).sqrt() < 1e-4);
+    (num / den).sqrt()
+}
+
+#[test]
+fn unet_command_matches_the_deepinv_fixture() {
+    assert!(unet_against_fixture(&[], "tiny32-y.npy", "y.npy") < 1e-4);
 }
 
 #[test]
 fn unet_vjp_command_matches_torch_autograd() {
-    let dir = fixture("unet/tiny32-32-b2");
-    let out = tmp("tiny32-g.npy");
-    let st = equireg()
-        .args(["unet", "--preset", "tiny32", "--weights"])
-        .arg(dir.join("weights.safetensors"))
-        .arg("--input")
-        .arg(dir.join("x.npy"))
-        .arg("--t")
-        .arg(dir.join("t.npy"))
-        .arg("--vjp")
-        .arg(dir.join("v.npy"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let (s1, got) = equireg_nn::npy::read_f32(&out).unwrap();
-    let (s2, want) = equireg_nn::npy::read_f32(&dir.join("g.npy")).unwrap();
-    assert_eq!(s1, s2);
-    let num: f64 = got
-        .iter()
-        .zip(&want)
-        .map(|(&g, &w)| ((g - w) as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    assert!((num / den).sqrt() < 1e-3);
+    assert!(unet_against_fixture(&["--vjp", "{fixture}/v.npy"], "tiny32-g.npy", "g.npy") < 1e-3);
 }
 
 fn fails_with(args: &[&str], needle: &str) {
