@@ -25,16 +25,19 @@ struct Params {
     _pad: u32,
 }
 
-/// out[n, h*ch + c, t] = sum_s softmax_s(w)[t, s] * v[c, s] with
-/// w[t, s] = sum_c (q[c, t] * scale) * (k[c, s] * scale), scale = ch^(-1/4), where for head h
-/// of sample n the channels [3*h*ch, 3*h*ch + ch) of qkv are q, the next ch are k and the next
-/// ch are v. qkv is [N, 3*C, T], out is [N, C, T], ch = C / heads <= [`MAX_HEAD_CHANNELS`].
-pub fn attention_legacy(rec: &mut Recorder, qkv: &Tensor, out: &Tensor, heads: u32) -> Result<()> {
-    let op = "attention_legacy";
+/// Checks qkv [N, 3C, T] against `heads` and the [N, C, T] tensor `other` (the forward's
+/// output or the VJP's incoming gradient); returns (N, T, channels per head).
+fn check_qkv(
+    op: &'static str,
+    qkv: &Tensor,
+    heads: u32,
+    what: &str,
+    other: &Tensor,
+) -> Result<(usize, usize, usize)> {
     expect_rank(op, "qkv", qkv, 3)?;
-    expect_rank(op, "out", out, 3)?;
+    expect_rank(op, what, other, 3)?;
     expect_f32(op, "qkv", qkv)?;
-    expect_f32(op, "out", out)?;
+    expect_f32(op, what, other)?;
     let [n, c3, t] = [qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]];
     if heads == 0 || !c3.is_multiple_of(3 * heads as usize) {
         return Err(GpuError::shape(
@@ -43,18 +46,27 @@ pub fn attention_legacy(rec: &mut Recorder, qkv: &Tensor, out: &Tensor, heads: u
         ));
     }
     let c = c3 / 3;
-    let ch = c / heads as usize;
-    if out.shape() != [n, c, t] {
+    if other.shape() != [n, c, t] {
         return Err(GpuError::shape(
             op,
             format!(
-                "out has shape {:?}, expected {:?} for qkv {:?}",
-                out.shape(),
+                "{what} has shape {:?}, expected {:?} for qkv {:?}",
+                other.shape(),
                 [n, c, t],
                 qkv.shape()
             ),
         ));
     }
+    Ok((n, t, c / heads as usize))
+}
+
+/// out[n, h*ch + c, t] = sum_s softmax_s(w)[t, s] * v[c, s] with
+/// w[t, s] = sum_c (q[c, t] * scale) * (k[c, s] * scale), scale = ch^(-1/4), where for head h
+/// of sample n the channels [3*h*ch, 3*h*ch + ch) of qkv are q, the next ch are k and the next
+/// ch are v. qkv is [N, 3*C, T], out is [N, C, T], ch = C / heads <= [`MAX_HEAD_CHANNELS`].
+pub fn attention_legacy(rec: &mut Recorder, qkv: &Tensor, out: &Tensor, heads: u32) -> Result<()> {
+    let op = "attention_legacy";
+    let (n, t, ch) = check_qkv(op, qkv, heads, "out", out)?;
     if ch > MAX_HEAD_CHANNELS {
         return Err(GpuError::shape(
             op,
@@ -112,31 +124,8 @@ pub fn attention_legacy_vjp(
     heads: u32,
 ) -> Result<()> {
     let op = "attention_legacy_vjp";
-    expect_rank(op, "qkv", qkv, 3)?;
-    expect_rank(op, "dout", dout, 3)?;
-    expect_f32(op, "qkv", qkv)?;
-    expect_f32(op, "dout", dout)?;
+    let (n, t, ch) = check_qkv(op, qkv, heads, "dout", dout)?;
     expect_f32(op, "dqkv", dqkv)?;
-    let [n, c3, t] = [qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]];
-    if heads == 0 || !c3.is_multiple_of(3 * heads as usize) {
-        return Err(GpuError::shape(
-            op,
-            format!("qkv has {c3} channels, not a multiple of 3 * {heads} heads"),
-        ));
-    }
-    let c = c3 / 3;
-    let ch = c / heads as usize;
-    if dout.shape() != [n, c, t] {
-        return Err(GpuError::shape(
-            op,
-            format!(
-                "dout has shape {:?}, expected {:?} for qkv {:?}",
-                dout.shape(),
-                [n, c, t],
-                qkv.shape()
-            ),
-        ));
-    }
     expect_shape(op, "dqkv", dqkv, qkv.shape())?;
     if !(2..=MAX_HEAD_CHANNELS).contains(&ch) {
         return Err(GpuError::shape(
