@@ -15,22 +15,28 @@ struct Case {
     rtol: f32,
 }
 
+/// Seeded inputs of a case: x (offset by `offset`), gamma near 1, beta, and scale_shift [N, 2C].
+fn inputs(shape: &[usize], offset: f32, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (n, c) = (shape[0], shape[1]);
+    let x = random(shape.iter().product(), seed)
+        .iter()
+        .map(|v| v * 2.0 + offset)
+        .collect();
+    let gamma = random(c, seed + 1).iter().map(|v| 1.0 + 0.5 * v).collect();
+    let beta = random(c, seed + 2);
+    let ss = random(n * 2 * c, seed + 3)
+        .iter()
+        .map(|v| v * 0.8)
+        .collect();
+    (x, gamma, beta, ss)
+}
+
 fn run_case(case: &Case, seed: u64) {
     let g = gpu();
     let shape = &case.shape;
     let (n, c) = (shape[0], shape[1]);
     let plane: usize = shape[2..].iter().product();
-    let numel = n * c * plane;
-    let x: Vec<f32> = random(numel, seed)
-        .iter()
-        .map(|v| v * 2.0 + case.offset)
-        .collect();
-    let gamma: Vec<f32> = random(c, seed + 1).iter().map(|v| 1.0 + 0.5 * v).collect();
-    let beta = random(c, seed + 2);
-    let ss: Vec<f32> = random(n * 2 * c, seed + 3)
-        .iter()
-        .map(|v| v * 0.8)
-        .collect();
+    let (x, gamma, beta, ss) = inputs(shape, case.offset, seed);
     let xt = g.upload(shape, &x).unwrap();
     let gt = g.upload(&[c], &gamma).unwrap();
     let bt = g.upload(&[c], &beta).unwrap();
@@ -275,16 +281,7 @@ fn run_vjp_case(case: &VjpCase, seed: u64) {
     let (n, c) = (shape[0], shape[1]);
     let plane: usize = shape[2..].iter().product();
     let numel = n * c * plane;
-    let x: Vec<f32> = random(numel, seed)
-        .iter()
-        .map(|v| v * 2.0 + case.offset)
-        .collect();
-    let gamma: Vec<f32> = random(c, seed + 1).iter().map(|v| 1.0 + 0.5 * v).collect();
-    let beta = random(c, seed + 2);
-    let ss: Vec<f32> = random(n * 2 * c, seed + 3)
-        .iter()
-        .map(|v| v * 0.8)
-        .collect();
+    let (x, gamma, beta, ss) = inputs(shape, case.offset, seed);
     let dy = random(numel, seed + 4);
     let u = random(numel, seed + 5);
     let ss_opt = case.scale_shift.then_some(&ss[..]);
