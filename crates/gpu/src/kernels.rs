@@ -13,39 +13,25 @@ use crate::tensor::{GpuBuffer, Tensor};
 pub const SHADERS: &[(&str, &str)] = &[
     ("attention", include_str!("../../../shaders/attention.wgsl")),
     (
-        "attention_vjp",
-        include_str!("../../../shaders/attention_vjp.wgsl"),
+        "axis_matmul",
+        include_str!("../../../shaders/axis_matmul.wgsl"),
     ),
     ("concat", include_str!("../../../shaders/concat.wgsl")),
     ("conv2d", include_str!("../../../shaders/conv2d.wgsl")),
     (
-        "conv2d_vjp",
-        include_str!("../../../shaders/conv2d_vjp.wgsl"),
+        "depthwise_conv",
+        include_str!("../../../shaders/depthwise_conv.wgsl"),
     ),
-    (
-        "conv2d_vjp_sg",
-        include_str!("../../../shaders/conv2d_vjp_sg.wgsl"),
-    ),
-    (
-        "elementwise",
-        include_str!("../../../shaders/elementwise.wgsl"),
-    ),
-    (
-        "group_norm",
-        include_str!("../../../shaders/group_norm.wgsl"),
-    ),
+    ("diffusion", include_str!("../../../shaders/diffusion.wgsl")),
+    ("fft", include_str!("../../../shaders/fft.wgsl")),
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
+    (
+        "measurement",
+        include_str!("../../../shaders/measurement.wgsl"),
+    ),
     ("reduce", include_str!("../../../shaders/reduce.wgsl")),
     ("resample", include_str!("../../../shaders/resample.wgsl")),
     ("rng", include_str!("../../../shaders/rng.wgsl")),
-    (
-        "timestep_embedding",
-        include_str!("../../../shaders/timestep_embedding.wgsl"),
-    ),
-    (
-        "transforms",
-        include_str!("../../../shaders/transforms.wgsl"),
-    ),
 ];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {

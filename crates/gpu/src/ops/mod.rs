@@ -2,12 +2,17 @@
 //! checking shapes, and has a CPU twin in [`crate::reference`] that the tests compare against.
 
 pub mod attention;
+pub mod axis_matmul;
 pub mod concat;
 pub mod conv;
 pub mod conv_vjp;
+pub mod depthwise_conv;
+pub mod diffusion;
 pub mod elementwise;
+pub mod fft;
 pub mod group_norm;
 pub mod matmul;
+pub mod measurement;
 pub mod reduce;
 pub mod resample;
 pub mod rng;

@@ -4,12 +4,17 @@
 mod common;
 
 mod attention;
+mod axis_matmul;
 mod concat;
 mod conv;
 mod conv_vjp;
+mod depthwise_conv;
+mod diffusion;
 mod elementwise;
+mod fft;
 mod group_norm;
 mod matmul;
+mod measurement;
 mod plan;
 mod reduce;
 mod resample;

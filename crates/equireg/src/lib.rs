@@ -1,0 +1,11 @@
+//! equireg: the library users embed. Diffusion schedules and samplers, measurement operators
+//! (each with forward and VJP on the GPU and a CPU twin), the DPS solver whose whole reverse loop
+//! stays on the GPU, image I/O and metrics.
+
+pub mod error;
+pub mod images;
+pub mod metrics;
+pub mod operators;
+pub mod schedule;
+
+pub use error::{Error, Result};
