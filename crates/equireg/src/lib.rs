@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod images;
+pub mod lpips;
 pub mod metrics;
 pub mod operators;
 pub mod schedule;
