@@ -110,8 +110,12 @@ fn block_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
 }
 
+fn block_words_at(b: u32, offset: u32) -> vec4<u32> {
+    return philox4x32_10(vec4<u32>(b, p.stream, offset, 0u), vec2<u32>(p.seed_lo, p.seed_hi));
+}
+
 fn block_words(b: u32) -> vec4<u32> {
-    return philox4x32_10(vec4<u32>(b, p.stream, p.offset, 0u), vec2<u32>(p.seed_lo, p.seed_hi));
+    return block_words_at(b, p.offset);
 }
 
 // Uniform in [0, 1): the top 24 bits times 2^-24, exactly representable.
@@ -129,12 +133,7 @@ fn rng_uniform(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 // Standard normal by Box-Muller on word pairs (0, 1) and (2, 3): u1 = ((w >> 8) + 1) 2^-24 is
 // in (0, 1], so the log is finite; even elements take the cosine, odd ones the sine.
-@compute @workgroup_size(WG)
-fn rng_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lid: u32) {
-    let b = block_index(wid, nwg, lid);
-    if (b >= p.blocks) { return; }
-    let w = block_words(b);
+fn write_normals(b: u32, w: vec4<u32>) {
     for (var pair = 0u; pair < 2u; pair++) {
         let radius = sqrt(neg2_log_unit((w[2u * pair] >> 8u) + 1u));
         let cs = cos_sin_turns(w[2u * pair + 1u] >> 8u);
@@ -142,6 +141,28 @@ fn rng_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         if (i < p.n) { out[i] = radius * cs.x; }
         if (i + 1u < p.n) { out[i + 1u] = radius * cs.y; }
     }
+}
+
+@compute @workgroup_size(WG)
+fn rng_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let b = block_index(wid, nwg, lid);
+    if (b >= p.blocks) { return; }
+    write_normals(b, block_words(b));
+}
+
+// The offset is params.offset + counter[0], a value that kernels on the GPU advance (the
+// sampler's step index), so a loop can draw fresh noise every step with identical params and
+// bind groups: nothing is uploaded per step.
+@group(0) @binding(2) var<storage, read> counter: array<u32>;
+
+@compute @workgroup_size(WG)
+fn rng_normal_counted(@builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let b = block_index(wid, nwg, lid);
+    if (b >= p.blocks) { return; }
+    write_normals(b, block_words_at(b, p.offset + counter[0]));
 }
 
 // The raw Philox words, for checks of the generator itself and for integer randomness.

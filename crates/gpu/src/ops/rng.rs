@@ -48,6 +48,18 @@ fn draw(
     stream: u32,
     offset: u32,
 ) -> Result<()> {
+    draw_with(rec, op, out, seed, stream, offset, None)
+}
+
+fn draw_with(
+    rec: &mut Recorder,
+    op: &'static str,
+    out: &Tensor,
+    seed: u64,
+    stream: u32,
+    offset: u32,
+    counter: Option<&Tensor>,
+) -> Result<()> {
     if op == "rng_bits" {
         if out.dtype() != DType::U32 {
             return Err(GpuError::shape(
@@ -69,11 +81,23 @@ fn draw(
         _pad: [0; 2],
     };
     let groups = rec.gpu().grid(p.blocks.div_ceil(WG));
-    rec.dispatch(
-        &Kernel::new("rng", op).with(&[("WG", WG as f64)]),
-        &[Bind::Params(bytemuck::bytes_of(&p)), Bind::Tensor(out)],
-        groups,
-    )
+    let kernel = Kernel::new("rng", op).with(&[("WG", WG as f64)]);
+    match counter {
+        None => rec.dispatch(
+            &kernel,
+            &[Bind::Params(bytemuck::bytes_of(&p)), Bind::Tensor(out)],
+            groups,
+        ),
+        Some(c) => rec.dispatch(
+            &kernel,
+            &[
+                Bind::Params(bytemuck::bytes_of(&p)),
+                Bind::Tensor(out),
+                Bind::Tensor(c),
+            ],
+            groups,
+        ),
+    }
 }
 
 /// Fills `out` (any shape, f32) with uniforms in [0, 1); see the module docs for the scheme.
@@ -96,6 +120,31 @@ pub fn rng_normal(
     offset: u32,
 ) -> Result<()> {
     draw(rec, "rng_normal", out, seed, stream, offset)
+}
+
+/// [`rng_normal`] with the offset `offset + counter[0]`, where `counter` is a u32 tensor on the
+/// GPU (the sampler's step counter): a loop draws fresh noise every step while its params and
+/// bind groups stay the same, so nothing is uploaded per step.
+pub fn rng_normal_counted(
+    rec: &mut Recorder,
+    out: &Tensor,
+    seed: u64,
+    stream: u32,
+    offset: u32,
+    counter: &Tensor,
+) -> Result<()> {
+    let op = "rng_normal_counted";
+    if counter.dtype() != DType::U32 || counter.numel() == 0 {
+        return Err(GpuError::shape(
+            op,
+            format!(
+                "counter must be a non-empty u32 tensor, got {:?} {:?}",
+                counter.dtype(),
+                counter.shape()
+            ),
+        ));
+    }
+    draw_with(rec, op, out, seed, stream, offset, Some(counter))
 }
 
 /// Fills `out` (any shape, u32) with the raw Philox words: element `i` is word `i % 4` of the

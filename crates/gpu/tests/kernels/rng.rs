@@ -1,5 +1,5 @@
 use equireg_gpu::DType;
-use equireg_gpu::ops::rng::{rng_bits, rng_normal, rng_uniform};
+use equireg_gpu::ops::rng::{rng_bits, rng_normal, rng_normal_counted, rng_uniform};
 use equireg_gpu::reference::rng as cpu;
 
 use crate::common::{assert_close, gpu, rec};
@@ -256,4 +256,24 @@ fn wrong_output_dtype_is_an_error() {
     let e = rng_bits(&mut r, &floats, 1, 0, 0).unwrap_err().to_string();
     assert!(e.contains("rng_bits") && e.contains("u32"), "{e}");
     assert!(r.is_empty());
+}
+
+#[test]
+fn counted_normal_equals_normal_at_offset_plus_counter() {
+    let g = gpu();
+    let n = 1001;
+    for c in [0u32, 7, 123] {
+        let counter = g.upload_u32(&[1], &[c]).unwrap();
+        let out = g.alloc(&[n], DType::F32).unwrap();
+        let mut r = rec();
+        rng_normal_counted(&mut r, &out, 42, 3, 10, &counter).unwrap();
+        r.submit().unwrap();
+        let got = g.download(&out).unwrap();
+        let want = draw(Dist::Normal, n, 42, 3, 10 + c);
+        assert_eq!(got, want, "counter {c}");
+    }
+    let f32_counter = g.upload(&[1], &[0.0]).unwrap();
+    let out = g.alloc(&[4], DType::F32).unwrap();
+    let mut r = rec();
+    assert!(rng_normal_counted(&mut r, &out, 1, 0, 0, &f32_counter).is_err());
 }
