@@ -9,6 +9,7 @@ fn channel_index(i: usize, c: usize, ch: usize, channels: usize, hw: usize) -> u
 }
 
 /// Returns (x0, x_prev). `shape` is x's [N, C, H, W]; `model` has `model_channels` channels.
+#[allow(clippy::too_many_arguments)]
 pub fn posterior_step(
     row: &[f32; 8],
     shape: [usize; 4],
