@@ -151,18 +151,41 @@ fn rng_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     write_normals(b, block_words(b));
 }
 
-// The offset is params.offset + counter[0], a value that kernels on the GPU advance (the
-// sampler's step index), so a loop can draw fresh noise every step with identical params and
-// bind groups: nothing is uploaded per step.
+// Per-item draws: the tensor is a batch of items of `item_len` elements (p.n counts them all),
+// and element j of item k is element j of the draw with counter word 3 = p.first_item + k and
+// offset p.offset + counter[0]. An item (an image of a batch) so gets the same numbers whatever
+// its place in a batch, and `counter` is a value kernels on the GPU advance (the sampler's step
+// index), so a loop draws fresh noise every step with identical params and bind groups.
+// One element per invocation, because an item need not be a multiple of 4 elements long.
+struct ItemParams {
+    n: u32,
+    item_len: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+    offset: u32,
+    first_item: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> ip: ItemParams;
+@group(0) @binding(1) var<storage, read_write> item_out: array<f32>;
 @group(0) @binding(2) var<storage, read> counter: array<u32>;
 
 @compute @workgroup_size(WG)
-fn rng_normal_counted(@builtin(workgroup_id) wid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>,
-                      @builtin(local_invocation_index) lid: u32) {
-    let b = block_index(wid, nwg, lid);
-    if (b >= p.blocks) { return; }
-    write_normals(b, block_words_at(b, p.offset + counter[0]));
+fn rng_normal_items(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= ip.n) { return; }
+    let j = i % ip.item_len;
+    let w = philox4x32_10(
+        vec4<u32>(j / 4u, ip.stream, ip.offset + counter[0], ip.first_item + i / ip.item_len),
+        vec2<u32>(ip.seed_lo, ip.seed_hi));
+    let pair = (j % 4u) / 2u;
+    let radius = sqrt(neg2_log_unit((w[2u * pair] >> 8u) + 1u));
+    let cs = cos_sin_turns(w[2u * pair + 1u] >> 8u);
+    item_out[i] = select(radius * cs.y, radius * cs.x, j % 2u == 0u);
 }
 
 // The raw Philox words, for checks of the generator itself and for integer randomness.

@@ -48,18 +48,6 @@ fn draw(
     stream: u32,
     offset: u32,
 ) -> Result<()> {
-    draw_with(rec, op, out, seed, stream, offset, None)
-}
-
-fn draw_with(
-    rec: &mut Recorder,
-    op: &'static str,
-    out: &Tensor,
-    seed: u64,
-    stream: u32,
-    offset: u32,
-    counter: Option<&Tensor>,
-) -> Result<()> {
     if op == "rng_bits" {
         if out.dtype() != DType::U32 {
             return Err(GpuError::shape(
@@ -81,23 +69,11 @@ fn draw_with(
         _pad: [0; 2],
     };
     let groups = rec.gpu().grid(p.blocks.div_ceil(WG));
-    let kernel = Kernel::new("rng", op).with(&[("WG", WG as f64)]);
-    match counter {
-        None => rec.dispatch(
-            &kernel,
-            &[Bind::Params(bytemuck::bytes_of(&p)), Bind::Tensor(out)],
-            groups,
-        ),
-        Some(c) => rec.dispatch(
-            &kernel,
-            &[
-                Bind::Params(bytemuck::bytes_of(&p)),
-                Bind::Tensor(out),
-                Bind::Tensor(c),
-            ],
-            groups,
-        ),
-    }
+    rec.dispatch(
+        &Kernel::new("rng", op).with(&[("WG", WG as f64)]),
+        &[Bind::Params(bytemuck::bytes_of(&p)), Bind::Tensor(out)],
+        groups,
+    )
 }
 
 /// Fills `out` (any shape, f32) with uniforms in [0, 1); see the module docs for the scheme.
@@ -122,18 +98,37 @@ pub fn rng_normal(
     draw(rec, "rng_normal", out, seed, stream, offset)
 }
 
-/// [`rng_normal`] with the offset `offset + counter[0]`, where `counter` is a u32 tensor on the
-/// GPU (the sampler's step counter): a loop draws fresh noise every step while its params and
-/// bind groups stay the same, so nothing is uploaded per step.
-pub fn rng_normal_counted(
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ItemParams {
+    n: u32,
+    item_len: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+    offset: u32,
+    first_item: u32,
+    _pad: u32,
+}
+
+/// Standard normals for a batch of items (`out` `[N, ...]`, item k = `out[k]`): element j of
+/// item k is element j of the draw whose Philox counter has word 3 = `first_item + k` and offset
+/// `offset + counter[0]` (see [`crate::reference::rng::normal_item`]). So an image gets the same
+/// noise whatever its place in a batch, and `counter` (a `[1]` u32 tensor that GPU kernels
+/// advance, e.g. the sampler's step counter) lets a loop draw fresh noise every step while its
+/// params and bind groups stay the same: nothing is uploaded per step. Item 0 with a zero counter
+/// equals [`rng_normal`].
+pub fn rng_normal_items(
     rec: &mut Recorder,
     out: &Tensor,
     seed: u64,
     stream: u32,
     offset: u32,
     counter: &Tensor,
+    first_item: u32,
 ) -> Result<()> {
-    let op = "rng_normal_counted";
+    let op = "rng_normal_items";
+    expect_f32(op, "out", out)?;
     if counter.dtype() != DType::U32 || counter.numel() == 0 {
         return Err(GpuError::shape(
             op,
@@ -144,7 +139,36 @@ pub fn rng_normal_counted(
             ),
         ));
     }
-    draw_with(rec, op, out, seed, stream, offset, Some(counter))
+    let items = out.shape().first().copied().unwrap_or(0);
+    if items == 0 || out.numel() == 0 {
+        return Err(GpuError::shape(
+            op,
+            format!(
+                "out must be a non-empty batch [N, ...], got {:?}",
+                out.shape()
+            ),
+        ));
+    }
+    let p = ItemParams {
+        n: to_u32(op, "element count", out.numel())?,
+        item_len: (out.numel() / items) as u32,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        stream,
+        offset,
+        first_item,
+        _pad: 0,
+    };
+    let groups = rec.gpu().grid(p.n.div_ceil(WG));
+    rec.dispatch(
+        &Kernel::new("rng", op).with(&[("WG", WG as f64)]),
+        &[
+            Bind::Params(bytemuck::bytes_of(&p)),
+            Bind::Tensor(out),
+            Bind::Tensor(counter),
+        ],
+        groups,
+    )
 }
 
 /// Fills `out` (any shape, u32) with the raw Philox words: element `i` is word `i % 4` of the

@@ -29,9 +29,14 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 
 /// The four Philox words of block `block` of a (seed, stream, offset) draw.
 pub fn block_words(block: usize, seed: u64, stream: u32, offset: u32) -> [u32; 4] {
+    item_block_words(block, seed, stream, offset, 0)
+}
+
+/// The Philox block of a per-item draw: counter word 3 is the item.
+pub fn item_block_words(block: usize, seed: u64, stream: u32, offset: u32, item: u32) -> [u32; 4] {
     let block = u32::try_from(block).expect("draws are limited to 2^34 elements");
     philox4x32_10(
-        [block, stream, offset, 0],
+        [block, stream, offset, item],
         [seed as u32, (seed >> 32) as u32],
     )
 }
@@ -60,9 +65,15 @@ pub fn uniform(n: usize, seed: u64, stream: u32, offset: u32) -> Vec<f32> {
 /// `u2 = (w_odd >> 8) * 2^-24`, the even element is `sqrt(-2 ln u1) cos(2 pi u2)` and the odd one
 /// `sqrt(-2 ln u1) sin(2 pi u2)`. Computed in f64, rounded once to f32.
 pub fn normal(n: usize, seed: u64, stream: u32, offset: u32) -> Vec<f32> {
+    normal_item(n, seed, stream, offset, 0)
+}
+
+/// The n normals of item `item` of a per-item draw (ops::rng::rng_normal_items); item 0 is
+/// [`normal`].
+pub fn normal_item(n: usize, seed: u64, stream: u32, offset: u32, item: u32) -> Vec<f32> {
     (0..n)
         .map(|i| {
-            let w = block_words(i / 4, seed, stream, offset);
+            let w = item_block_words(i / 4, seed, stream, offset, item);
             let pair = i % 4 / 2;
             let u1 = unit(w[2 * pair]) + 1.0 / (1u64 << 24) as f64;
             let u2 = unit(w[2 * pair + 1]);

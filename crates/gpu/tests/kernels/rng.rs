@@ -1,5 +1,5 @@
 use equireg_gpu::DType;
-use equireg_gpu::ops::rng::{rng_bits, rng_normal, rng_normal_counted, rng_uniform};
+use equireg_gpu::ops::rng::{rng_bits, rng_normal, rng_normal_items, rng_uniform};
 use equireg_gpu::reference::rng as cpu;
 
 use crate::common::{assert_close, gpu, rec};
@@ -259,21 +259,31 @@ fn wrong_output_dtype_is_an_error() {
 }
 
 #[test]
-fn counted_normal_equals_normal_at_offset_plus_counter() {
+fn per_item_normals_match_reference_and_follow_the_counter() {
     let g = gpu();
-    let n = 1001;
-    for c in [0u32, 7, 123] {
+    // Items of 75 elements: not a multiple of 4, so Philox blocks do not line up with items.
+    let (items, len) = (3usize, 75usize);
+    for (c, first) in [(0u32, 0u32), (7, 5)] {
         let counter = g.upload_u32(&[1], &[c]).unwrap();
-        let out = g.alloc(&[n], DType::F32).unwrap();
+        let out = g.alloc(&[items, 3, 5, 5], DType::F32).unwrap();
         let mut r = rec();
-        rng_normal_counted(&mut r, &out, 42, 3, 10, &counter).unwrap();
+        rng_normal_items(&mut r, &out, 42, 3, 10, &counter, first).unwrap();
         r.submit().unwrap();
         let got = g.download(&out).unwrap();
-        let want = draw(Dist::Normal, n, 42, 3, 10 + c);
-        assert_eq!(got, want, "counter {c}");
+        for k in 0..items {
+            let want = cpu::normal_item(len, 42, 3, 10 + c, first + k as u32);
+            assert_close(&got[k * len..(k + 1) * len], &want, 2e-6, 2e-6, "item");
+        }
+        if first == 0 && c == 0 {
+            assert_eq!(
+                &got[..len],
+                &draw(Dist::Normal, len, 42, 3, 10)[..],
+                "item 0 = rng_normal"
+            );
+        }
     }
     let f32_counter = g.upload(&[1], &[0.0]).unwrap();
-    let out = g.alloc(&[4], DType::F32).unwrap();
+    let out = g.alloc(&[1, 4], DType::F32).unwrap();
     let mut r = rec();
-    assert!(rng_normal_counted(&mut r, &out, 1, 0, 0, &f32_counter).is_err());
+    assert!(rng_normal_items(&mut r, &out, 1, 0, 0, &f32_counter, 0).is_err());
 }
