@@ -8,5 +8,6 @@ pub mod lpips;
 pub mod metrics;
 pub mod operators;
 pub mod schedule;
+pub mod solver;
 
 pub use error::{Error, Result};

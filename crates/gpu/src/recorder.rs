@@ -13,18 +13,22 @@ struct Dispatch {
     pipeline: Arc<Pipeline>,
     bind_group: Arc<wgpu::BindGroup>,
     groups: [u32; 3],
+    section: &'static str,
 }
 
 /// Time of one dispatch measured with GPU timestamps.
 #[derive(Clone, Debug)]
 pub struct DispatchTiming {
     pub kernel: String,
+    /// The section the dispatch was recorded in (see [`Recorder::section`]).
+    pub section: &'static str,
     pub ms: f64,
 }
 
 pub struct Recorder<'g> {
     gpu: &'g Gpu,
     dispatches: Vec<Dispatch>,
+    section: &'static str,
 }
 
 /// wgpu caps a query set at 4096 queries.
@@ -35,7 +39,14 @@ impl<'g> Recorder<'g> {
         Recorder {
             gpu,
             dispatches: Vec::new(),
+            section: "",
         }
+    }
+
+    /// Labels the dispatches recorded from now on (e.g. "forward", "vjp", "operator"), so that
+    /// profiles can be split by what a step was doing rather than by kernel name alone.
+    pub fn section(&mut self, name: &'static str) {
+        self.section = name;
     }
 
     pub fn gpu(&self) -> &'g Gpu {
@@ -73,6 +84,7 @@ impl<'g> Recorder<'g> {
             pipeline,
             bind_group,
             groups,
+            section: self.section,
         });
         Ok(())
     }
@@ -168,6 +180,7 @@ impl<'g> Recorder<'g> {
                 .enumerate()
                 .map(|(i, d)| DispatchTiming {
                     kernel: d.pipeline.label.clone(),
+                    section: d.section,
                     ms: ticks[i + 1].saturating_sub(ticks[i]) as f64 * period * 1e-6,
                 })
                 .collect(),

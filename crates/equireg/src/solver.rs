@@ -1,0 +1,377 @@
+//! The reverse diffusion on the GPU: unconditional sampling (DDPM / DDIM) and Diffusion
+//! Posterior Sampling (Chung et al. 2023), with the whole loop resident on the GPU.
+//!
+//! One step, recorded into one pass and submitted once:
+//!
+//! ```text
+//! t          = table[step].timestep                      (set_timesteps)
+//! eps, v     = unet(x_t, t)                              (UNet forward)
+//! x0         = clip(c1 x_t - c2 eps)                     (posterior_step, with
+//! x'         = a x0 + b x_t + sigma(v) z                  z from the counted Philox draw)
+//! -- DPS only --
+//! r          = y - A(x0);  L = sum_n ||r_n||             (operator forward, reduce per sample)
+//! dL/dA(x0)  = -r_n / ||r_n||                            (loss_cotangent)
+//! dL/dx0     = J_A^T dL/dA(x0)                           (operator VJP)
+//! dL/dx_t    = c1 m dx0 + J_unet^T (-c2 m dx0)           (x0_cotangent, UNet VJP)
+//! x_{t-1}    = x' - zeta dL/dx_t                         (guided_update)
+//! -- unguided: x_{t-1} = x' --
+//! step      += 1                                         (advance_step)
+//! ```
+//!
+//! Every per-step number lives in a coefficient table and a step counter on the GPU, so the
+//! steps record identical dispatches, upload nothing and read nothing back. The norm is taken per
+//! sample (the reference takes it over the whole batch, coupling the images), so an image's
+//! result does not depend on what else is in its batch. The noise of image `k` is keyed by its
+//! item index (`first_item + slot`), not by its batch slot, for the same reason.
+
+use equireg_gpu::ops::diffusion::{
+    StepState, TweedieOptions, advance_step, guided_update, loss_cotangent, posterior_step,
+    set_timesteps, x0_cotangent,
+};
+use equireg_gpu::ops::elementwise::{axpby, copy};
+use equireg_gpu::ops::reduce::{Reduction, reduce_rows, reduce_scratch};
+use equireg_gpu::ops::rng::rng_normal_items;
+use equireg_gpu::{DType, Gpu, Recorder, Tensor};
+use equireg_nn::{UNet, UNetConfig, UNetRun};
+
+use crate::operators::Operator;
+use crate::schedule::{BetaSchedule, Diffusion, Sampler, StepCoefficients, VarianceKind};
+use crate::{Error, Result};
+
+/// Philox streams of the solver's draws (an operator's own draws use others).
+const STREAM_INITIAL: u32 = 0;
+const STREAM_STEP: u32 = 1;
+
+/// How the reverse process is discretised.
+#[derive(Clone, Debug)]
+pub struct DiffusionConfig {
+    pub schedule: BetaSchedule,
+    /// Training timesteps of the model (1000 for every published checkpoint).
+    pub train_steps: usize,
+    /// guided-diffusion respacing: "100", "ddim50", "10,20,30".
+    pub respacing: String,
+    pub sampler: Sampler,
+    pub variance: VarianceKind,
+    /// Clamp Tweedie's x0 to [-1, 1] (the reference's clip_denoised).
+    pub clip_denoised: bool,
+}
+
+impl DiffusionConfig {
+    /// The reference settings for a model: linear schedule over 1000 steps, ancestral sampling,
+    /// the learned-range variance for learn_sigma models (fixed-large otherwise), clipping on.
+    pub fn for_model(model: &UNetConfig, respacing: &str) -> Self {
+        Self {
+            schedule: BetaSchedule::Linear,
+            train_steps: 1000,
+            respacing: respacing.to_string(),
+            sampler: Sampler::Ddpm,
+            variance: if model.learn_sigma {
+                VarianceKind::LearnedRange
+            } else {
+                VarianceKind::FixedLarge
+            },
+            clip_denoised: true,
+        }
+    }
+
+    pub fn diffusion(&self) -> Result<Diffusion> {
+        Diffusion::new(self.schedule, self.train_steps, &self.respacing)
+    }
+}
+
+/// The data term of DPS: an operator built for the solver's image shape, the measurement `y`
+/// (shape `operator.output_shape()`) on the GPU, and the step size zeta.
+pub struct Guidance {
+    pub operator: Box<dyn Operator>,
+    pub measurement: Tensor,
+    pub zeta: f32,
+}
+
+/// Tensors of the guidance term, allocated once.
+struct GuidanceState {
+    g: Guidance,
+    /// A(x0), then reused for nothing else.
+    a_x0: Tensor,
+    residual: Tensor,
+    /// [N]: ||y - A(x0)|| per sample of the current step.
+    norm: Tensor,
+    scratch: Tensor,
+    d_a_x0: Tensor,
+    dx0: Tensor,
+    direct: Tensor,
+}
+
+/// A reverse-diffusion run planned for one batch shape: UNet activations, coefficient table,
+/// step counter and every intermediate tensor are allocated here, once.
+pub struct Solver<'a> {
+    gpu: &'a Gpu,
+    unet: &'a UNet,
+    run: UNetRun,
+    shape: [usize; 4],
+    steps: usize,
+    table: Tensor,
+    step: Tensor,
+    noise: Tensor,
+    x0: Tensor,
+    x_prev: Tensor,
+    opts: TweedieOptions,
+    guidance: Option<GuidanceState>,
+    seed: u64,
+    first_item: u32,
+}
+
+impl<'a> Solver<'a> {
+    /// Plans a run for `n` images of `h` x `w`. With `guidance`, each step also differentiates
+    /// the data term through the operator and the UNet (DPS).
+    pub fn new(
+        gpu: &'a Gpu,
+        unet: &'a UNet,
+        [n, h, w]: [usize; 3],
+        config: &DiffusionConfig,
+        guidance: Option<Guidance>,
+    ) -> Result<Solver<'a>> {
+        let mc = unet.config();
+        let c = mc.in_channels;
+        let shape = [n, c, h, w];
+        let model_out = mc.model_out_channels();
+        if model_out != c && model_out != 2 * c {
+            return Err(Error::invalid(format!(
+                "the model outputs {model_out} channels for {c} input channels; a diffusion \
+                 model must output epsilon (C) or epsilon and variance (2C)"
+            )));
+        }
+        let learned = config.variance == VarianceKind::LearnedRange;
+        if learned && model_out != 2 * c {
+            return Err(Error::invalid(
+                "the learned-range variance needs a learn_sigma model (2C output channels)",
+            ));
+        }
+        let diffusion = config.diffusion()?;
+        let rows: Vec<f32> = diffusion
+            .step_table(config.sampler, config.variance)
+            .iter()
+            .flat_map(StepCoefficients::row)
+            .collect();
+        let steps = diffusion.steps();
+        let run = if guidance.is_some() {
+            unet.plan_with_vjp(gpu, n, h, w)?
+        } else {
+            unet.plan(gpu, n, h, w)?
+        };
+        let guidance = match guidance {
+            None => None,
+            Some(g) => Some(GuidanceState::new(gpu, g, shape)?),
+        };
+        Ok(Solver {
+            gpu,
+            unet,
+            run,
+            shape,
+            steps,
+            table: gpu.upload(&[steps, StepCoefficients::ROW], &rows)?,
+            step: gpu.upload_u32(&[1], &[0])?,
+            noise: gpu.alloc(&shape, DType::F32)?,
+            x0: gpu.alloc(&shape, DType::F32)?,
+            x_prev: gpu.alloc(&shape, DType::F32)?,
+            opts: TweedieOptions {
+                learned_variance: learned,
+                clip: config.clip_denoised,
+            },
+            guidance,
+            seed: 0,
+            first_item: 0,
+        })
+    }
+
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    /// The current x_t (after [`Solver::finish`]: the result).
+    pub fn state(&self) -> &Tensor {
+        self.run.input()
+    }
+
+    /// The current step's clean estimate x0 (for progress frames).
+    pub fn x0(&self) -> &Tensor {
+        &self.x0
+    }
+
+    /// The current step's ||y - A(x0)|| per sample, when guided.
+    pub fn residual_norm(&self) -> Option<&Tensor> {
+        self.guidance.as_ref().map(|g| &g.norm)
+    }
+
+    /// Starts a run: step counter 0 and x_T drawn on the GPU from `seed`; image `k` of the
+    /// batch draws as item `first_item + k`, so its noise is that of a single run of that item.
+    pub fn begin(&mut self, seed: u64, first_item: u32) -> Result<()> {
+        self.seed = seed;
+        self.first_item = first_item;
+        self.gpu.write(&self.step, &[0u32])?;
+        let mut rec = self.gpu.recorder();
+        rng_normal_items(
+            &mut rec,
+            self.run.input(),
+            seed,
+            STREAM_INITIAL,
+            0,
+            &self.step,
+            first_item,
+        )?;
+        rec.submit()?;
+        Ok(())
+    }
+
+    /// Starts a run from a given x_T (host data of the batch shape) instead of drawing it.
+    pub fn begin_from(&mut self, seed: u64, first_item: u32, x_t: &[f32]) -> Result<()> {
+        if x_t.len() != self.shape.iter().product::<usize>() {
+            return Err(Error::invalid(format!(
+                "x_T has {} values, the run's shape {:?} needs {}",
+                x_t.len(),
+                self.shape,
+                self.shape.iter().product::<usize>()
+            )));
+        }
+        self.seed = seed;
+        self.first_item = first_item;
+        self.gpu.write(&self.step, &[0u32])?;
+        self.gpu.write(self.run.input(), x_t)?;
+        Ok(())
+    }
+
+    /// Records one reverse step (see the module docs), labelled by section for profiles.
+    pub fn record_step(&self, rec: &mut Recorder) -> Result<()> {
+        let st = StepState {
+            table: &self.table,
+            step: &self.step,
+        };
+        let x = self.run.input();
+        rec.section("forward");
+        set_timesteps(rec, st, self.run.timesteps())?;
+        self.run.record_forward(rec, self.unet)?;
+        rec.section("update");
+        rng_normal_items(
+            rec,
+            &self.noise,
+            self.seed,
+            STREAM_STEP,
+            0,
+            &self.step,
+            self.first_item,
+        )?;
+        posterior_step(
+            rec,
+            st,
+            x,
+            self.run.output(),
+            &self.noise,
+            &self.x0,
+            &self.x_prev,
+            self.opts,
+        )?;
+        match &self.guidance {
+            None => copy(rec, &self.x_prev, x)?,
+            Some(g) => {
+                rec.section("operator");
+                g.g.operator.record_forward(rec, &self.x0, &g.a_x0)?;
+                axpby(rec, 1.0, &g.g.measurement, -1.0, &g.a_x0, &g.residual)?;
+                reduce_rows(rec, &g.residual, &g.norm, &g.scratch, Reduction::L2)?;
+                loss_cotangent(rec, &g.residual, &g.norm, &g.d_a_x0)?;
+                g.g.operator.record_vjp(rec, &self.x0, &g.d_a_x0, &g.dx0)?;
+                x0_cotangent(
+                    rec,
+                    st,
+                    x,
+                    self.run.output(),
+                    &g.dx0,
+                    self.run.cotangent()?,
+                    &g.direct,
+                    self.opts.clip,
+                )?;
+                rec.section("vjp");
+                self.run.record_vjp(rec, self.unet)?;
+                rec.section("update");
+                guided_update(
+                    rec,
+                    &self.x_prev,
+                    &g.direct,
+                    self.run.input_grad()?,
+                    x,
+                    g.g.zeta,
+                )?;
+            }
+        }
+        advance_step(rec, &self.step)?;
+        rec.section("");
+        Ok(())
+    }
+
+    /// Records and submits one step.
+    pub fn step(&self) -> Result<()> {
+        let mut rec = self.gpu.recorder();
+        self.record_step(&mut rec)?;
+        rec.submit()?;
+        Ok(())
+    }
+
+    /// Runs all steps from [`Solver::begin`]; `each_step(k)` is called after step k is submitted
+    /// (it may read frames back; by default nothing is). Returns the final batch, downloaded.
+    pub fn run(&self, mut each_step: impl FnMut(usize) -> Result<()>) -> Result<Vec<f32>> {
+        for k in 0..self.steps {
+            self.step()?;
+            each_step(k)?;
+        }
+        self.finish()
+    }
+
+    /// Waits for the GPU and downloads x (the result once every step has run).
+    pub fn finish(&self) -> Result<Vec<f32>> {
+        self.gpu.check_errors()?;
+        Ok(self.gpu.download(self.run.input())?)
+    }
+}
+
+impl GuidanceState {
+    fn new(gpu: &Gpu, g: Guidance, shape: [usize; 4]) -> Result<Self> {
+        let op = &g.operator;
+        if op.input_shape() != shape {
+            return Err(Error::invalid(format!(
+                "the {} operator was built for images {:?}, the solver runs {:?}",
+                op.name(),
+                op.input_shape(),
+                shape
+            )));
+        }
+        let out = op.output_shape();
+        if g.measurement.shape() != out.as_slice() {
+            return Err(Error::invalid(format!(
+                "the measurement has shape {:?}, the {} operator produces {:?}",
+                g.measurement.shape(),
+                op.name(),
+                out
+            )));
+        }
+        if !g.zeta.is_finite() || g.zeta < 0.0 {
+            return Err(Error::invalid(format!(
+                "the guidance step size must be finite and >= 0, got {}",
+                g.zeta
+            )));
+        }
+        let n = shape[0];
+        let cols = out.iter().product::<usize>() / n;
+        Ok(Self {
+            a_x0: gpu.alloc(&out, DType::F32)?,
+            residual: gpu.alloc(&out, DType::F32)?,
+            norm: gpu.alloc(&[n], DType::F32)?,
+            scratch: reduce_scratch(gpu, n, cols)?,
+            d_a_x0: gpu.alloc(&out, DType::F32)?,
+            dx0: gpu.alloc(&shape, DType::F32)?,
+            direct: gpu.alloc(&shape, DType::F32)?,
+            g,
+        })
+    }
+}

@@ -1,0 +1,334 @@
+//! Task presets: the measurement operator, its noise and the DPS settings of one inverse problem,
+//! as TOML (`assets/tasks/*.toml`, embedded in the library), with any field overridable by a
+//! dotted path (`noise.sigma=0.01`).
+
+use serde::{Deserialize, Serialize};
+
+use equireg_gpu::Gpu;
+
+use crate::operators::Operator;
+use crate::operators::blur::Blur;
+use crate::operators::hdr::Hdr;
+use crate::operators::inpaint::Inpaint;
+use crate::operators::noise::Noise;
+use crate::operators::phase_retrieval::PhaseRetrieval;
+use crate::operators::resize::{ResizeKind, SuperResolution};
+use crate::{Error, Result};
+
+/// The presets shipped with the library, by name.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("sr4", include_str!("../../../assets/tasks/sr4.toml")),
+    (
+        "gaussian-deblur",
+        include_str!("../../../assets/tasks/gaussian-deblur.toml"),
+    ),
+    (
+        "motion-deblur",
+        include_str!("../../../assets/tasks/motion-deblur.toml"),
+    ),
+    (
+        "box-inpaint",
+        include_str!("../../../assets/tasks/box-inpaint.toml"),
+    ),
+    (
+        "random-inpaint",
+        include_str!("../../../assets/tasks/random-inpaint.toml"),
+    ),
+    (
+        "phase-retrieval",
+        include_str!("../../../assets/tasks/phase-retrieval.toml"),
+    ),
+    ("hdr", include_str!("../../../assets/tasks/hdr.toml")),
+];
+
+/// Names of the shipped presets.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|(n, _)| *n).collect()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub operator: OperatorConfig,
+    pub noise: NoiseConfig,
+    pub dps: DpsConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OperatorConfig {
+    /// Downsampling by `scale` with DPS's antialiased bicubic resizer or block averaging.
+    SuperResolution { scale: usize, resizer: String },
+    /// Depthwise blur with a `size` x `size` Gaussian kernel of std `sigma`, reflect padding.
+    GaussianBlur { size: usize, sigma: f64 },
+    /// Depthwise blur with a random camera-shake kernel drawn from the run's seed.
+    MotionBlur { size: usize, intensity: f64 },
+    /// A box hole: sides and margin as fractions of the image side (DPS: 128 and 16 at 256).
+    BoxInpaint { hole: f64, margin: f64 },
+    /// Random pixels dropped (same on all channels), the fraction drawn from `drop`.
+    RandomInpaint { drop: [f64; 2] },
+    /// |FFT| of the image zero-padded by oversample / 8 of each side on each side.
+    PhaseRetrieval { oversample: f64 },
+    /// clip(scale x, -1, 1).
+    Hdr { scale: f32 },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NoiseConfig {
+    None,
+    /// Additive Gaussian, std in [-1, 1] units.
+    Gaussian { sigma: f64 },
+    /// DPS's Poisson noise at `rate` (counts = 255 rate x in [0, 1]).
+    Poisson { rate: f64 },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpsConfig {
+    /// The reference config's step size, tuned for 1000 sampling steps.
+    pub zeta: f64,
+    /// "scale_with_steps": zeta x 1000 / K with K sampling steps (the guidance is applied K
+    /// times, so fewer steps need larger ones); "fixed": zeta as given.
+    pub zeta_rule: String,
+}
+
+impl DpsConfig {
+    /// The step size used with `steps` sampling steps.
+    pub fn zeta_for(&self, steps: usize) -> Result<f64> {
+        match self.zeta_rule.as_str() {
+            "fixed" => Ok(self.zeta),
+            "scale_with_steps" => Ok(self.zeta * 1000.0 / steps.max(1) as f64),
+            r => Err(Error::invalid(format!(
+                "dps.zeta_rule {r:?}: expected \"scale_with_steps\" or \"fixed\""
+            ))),
+        }
+    }
+}
+
+impl Task {
+    /// A shipped preset by name, or a TOML file by path, with `overrides` ("a.b=value") applied.
+    pub fn load(name_or_path: &str, overrides: &[String]) -> Result<Task> {
+        let text = match PRESETS.iter().find(|(n, _)| *n == name_or_path) {
+            Some((_, t)) => t.to_string(),
+            None if name_or_path.ends_with(".toml") => std::fs::read_to_string(name_or_path)
+                .map_err(|e| Error::io(name_or_path, e))?,
+            None => {
+                return Err(Error::invalid(format!(
+                    "unknown task {name_or_path:?}: expected one of {} or a .toml file",
+                    preset_names().join(", ")
+                )));
+            }
+        };
+        Self::parse(&text, overrides)
+            .map_err(|e| Error::invalid(format!("task {name_or_path}: {e}")))
+    }
+
+    /// Parses TOML text and applies overrides.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Task> {
+        let mut doc: toml::Table =
+            toml::from_str(text).map_err(|e| Error::invalid(e.message().to_string()))?;
+        for o in overrides {
+            apply_override(&mut doc, o)?;
+        }
+        let task: Task = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::invalid(e.message().to_string()))?;
+        task.validate()?;
+        Ok(task)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        match &self.operator {
+            OperatorConfig::SuperResolution { scale, resizer } => {
+                if *scale < 1 {
+                    return bad(format!("operator.scale must be >= 1, got {scale}"));
+                }
+                resize_kind(resizer)?;
+            }
+            OperatorConfig::GaussianBlur { size, sigma } => {
+                if size % 2 == 0 || !(*sigma > 0.0) {
+                    return bad(format!(
+                        "gaussian_blur needs an odd size and sigma > 0, got {size}, {sigma}"
+                    ));
+                }
+            }
+            OperatorConfig::MotionBlur { size, intensity } => {
+                if size % 2 == 0 || !(0.0..=1.0).contains(intensity) {
+                    return bad(format!(
+                        "motion_blur needs an odd size and intensity in [0, 1], got {size}, \
+                         {intensity}"
+                    ));
+                }
+            }
+            OperatorConfig::BoxInpaint { hole, margin } => {
+                if !(*hole > 0.0) || !(*margin >= 0.0) || hole + 2.0 * margin > 1.0 {
+                    return bad(format!(
+                        "box_inpaint needs hole > 0, margin >= 0, hole + 2 margin <= 1 (fractions \
+                         of the side), got {hole}, {margin}"
+                    ));
+                }
+            }
+            OperatorConfig::RandomInpaint { drop } => {
+                if !(0.0 <= drop[0] && drop[0] <= drop[1] && drop[1] < 1.0) {
+                    return bad(format!(
+                        "random_inpaint.drop must be [lo, hi] with 0 <= lo <= hi < 1, got {drop:?}"
+                    ));
+                }
+            }
+            OperatorConfig::PhaseRetrieval { oversample } => {
+                if !(*oversample >= 0.0) {
+                    return bad(format!(
+                        "phase_retrieval.oversample must be >= 0, got {oversample}"
+                    ));
+                }
+            }
+            OperatorConfig::Hdr { scale } => {
+                if !(*scale > 0.0) {
+                    return bad(format!("hdr.scale must be > 0, got {scale}"));
+                }
+            }
+        }
+        match self.noise {
+            NoiseConfig::Gaussian { sigma } if !(sigma >= 0.0) => {
+                bad(format!("noise.sigma must be >= 0, got {sigma}"))
+            }
+            NoiseConfig::Poisson { rate } if !(rate > 0.0) => {
+                bad(format!("noise.rate must be > 0, got {rate}"))
+            }
+            _ => {
+                if !(self.dps.zeta >= 0.0) {
+                    return bad(format!("dps.zeta must be >= 0, got {}", self.dps.zeta));
+                }
+                self.dps.zeta_for(1).map(|_| ())
+            }
+        }
+    }
+
+    /// The operator for images of `input` shape; random parameters come from `seed`.
+    pub fn build_operator(
+        &self,
+        gpu: &Gpu,
+        input: [usize; 4],
+        seed: u64,
+    ) -> Result<Box<dyn Operator>> {
+        let [_, _, h, w] = input;
+        Ok(match &self.operator {
+            OperatorConfig::SuperResolution { scale, resizer } => Box::new(SuperResolution::new(
+                gpu,
+                input,
+                *scale,
+                resize_kind(resizer)?,
+            )?),
+            OperatorConfig::GaussianBlur { size, sigma } => {
+                Box::new(Blur::gaussian(gpu, input, *size, *sigma)?)
+            }
+            OperatorConfig::MotionBlur { size, intensity } => {
+                Box::new(Blur::motion(gpu, input, *size, *intensity, seed)?)
+            }
+            OperatorConfig::BoxInpaint { hole, margin } => {
+                let px = |f: f64, side: usize| (f * side as f64).round() as usize;
+                Box::new(Inpaint::boxed(
+                    gpu,
+                    input,
+                    [px(*hole, h).max(1), px(*hole, w).max(1)],
+                    [px(*margin, h), px(*margin, w)],
+                    seed,
+                )?)
+            }
+            OperatorConfig::RandomInpaint { drop } => {
+                Box::new(Inpaint::random(gpu, input, *drop, seed)?)
+            }
+            OperatorConfig::PhaseRetrieval { oversample } => {
+                Box::new(PhaseRetrieval::new(gpu, input, *oversample)?)
+            }
+            OperatorConfig::Hdr { scale } => Box::new(Hdr::new(gpu, input, *scale)?),
+        })
+    }
+
+    pub fn noise(&self) -> Noise {
+        match self.noise {
+            NoiseConfig::None => Noise::None,
+            NoiseConfig::Gaussian { sigma } => Noise::Gaussian { sigma },
+            NoiseConfig::Poisson { rate } => Noise::Poisson { rate },
+        }
+    }
+}
+
+fn resize_kind(s: &str) -> Result<ResizeKind> {
+    match s {
+        "bicubic" => Ok(ResizeKind::Bicubic),
+        "box" => Ok(ResizeKind::Box),
+        _ => Err(Error::invalid(format!(
+            "operator.resizer {s:?}: expected \"bicubic\" or \"box\""
+        ))),
+    }
+}
+
+/// Sets `path=value` in a TOML table; the value is parsed as TOML (number, bool, array, quoted
+/// string) and otherwise taken as a bare string.
+fn apply_override(doc: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (path, raw) = assignment.split_once('=').ok_or_else(|| {
+        Error::invalid(format!(
+            "override {assignment:?}: expected key.path=value, e.g. noise.sigma=0.01"
+        ))
+    })?;
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(Error::invalid(format!("override {assignment:?}: empty key")));
+    }
+    let mut table = doc;
+    for k in &keys[..keys.len() - 1] {
+        table = table
+            .entry(k.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| {
+                Error::invalid(format!("override {assignment:?}: {k} is not a table"))
+            })?;
+    }
+    table.insert(keys[keys.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses() {
+        for (name, _) in PRESETS {
+            let t = Task::load(name, &[]).unwrap();
+            assert_eq!(&t.name, name);
+        }
+    }
+
+    #[test]
+    fn overrides_apply_and_unknown_fields_are_refused() {
+        let t = Task::load("sr4", &["noise.sigma=0.01".into(), "operator.scale=2".into()])
+            .unwrap();
+        assert!(matches!(t.noise, NoiseConfig::Gaussian { sigma } if sigma == 0.01));
+        assert!(matches!(t.operator, OperatorConfig::SuperResolution { scale: 2, .. }));
+        assert!(Task::load("sr4", &["noise.sigmaa=0.01".into()]).is_err());
+        assert!(Task::load("sr4", &["operator.scale=-1".into()]).is_err());
+        assert!(Task::load("sr4", &["noise".into()]).is_err());
+        assert!(Task::load("sr5", &[]).is_err());
+        let t = Task::load("sr4", &["noise.kind=none".into(), "noise.sigma=0".into()]);
+        assert!(t.is_err(), "a field that the chosen kind does not have is refused");
+    }
+
+    #[test]
+    fn zeta_scales_with_steps() {
+        let t = Task::load("sr4", &[]).unwrap();
+        assert!((t.dps.zeta_for(1000).unwrap() - t.dps.zeta).abs() < 1e-12);
+        assert!((t.dps.zeta_for(100).unwrap() - 10.0 * t.dps.zeta).abs() < 1e-12);
+    }
+}
