@@ -3,6 +3,7 @@
 
 pub mod harness;
 pub mod kernels;
+pub mod restore;
 pub mod unet;
 
 pub use harness::{BenchOptions, BenchResult};

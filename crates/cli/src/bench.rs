@@ -18,6 +18,34 @@ enum BenchWhat {
     Kernels(KernelArgs),
     /// UNet forward: ms, GFLOP per forward, GFLOP/s, planned memory (synthetic weights)
     Unet(UnetBenchArgs),
+    /// A DPS restoration end to end (synthetic weights): seconds per restoration, ms per step
+    /// split into forward, VJP, operator and update, submits/uploads/readbacks per step
+    Restore(RestoreBenchArgs),
+}
+
+#[derive(Args)]
+struct RestoreBenchArgs {
+    /// Task preset (sr4, gaussian-deblur, motion-deblur, box-inpaint, random-inpaint,
+    /// phase-retrieval, hdr)
+    #[arg(long, default_value = "sr4")]
+    task: String,
+    /// Architecture preset: ffhq256, imagenet256, small64, tiny32
+    #[arg(long, default_value = "small64")]
+    preset: String,
+    /// Image side in pixels (default: the preset's image_size)
+    #[arg(long)]
+    size: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Sampling steps (respacing)
+    #[arg(long, default_value = "100")]
+    steps: String,
+    /// Time only this many steps and extrapolate the total (slow adapters)
+    #[arg(long)]
+    timed_steps: Option<usize>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -82,6 +110,38 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {
                 print!("{}", harness::table(&results));
+            }
+        }
+        BenchWhat::Restore(r) => {
+            let config = equireg_nn::UNetConfig::preset(&r.preset)?;
+            let size = r.size.unwrap_or(config.image_size);
+            let b = equireg_benches::restore::run(
+                gpu,
+                &r.task,
+                &r.preset,
+                &config,
+                size,
+                r.batch,
+                &r.steps,
+                r.timed_steps,
+            )?;
+            if r.json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                println!("adapter: {}", gpu.caps().describe());
+                println!("{}", b.case);
+                println!(
+                    "  {:.1} s per restoration ({} steps x {:.1} ms + {:.1} s setup; {} steps timed)",
+                    b.seconds_per_restoration, b.steps, b.ms_per_step, b.setup_seconds, b.timed_steps
+                );
+                println!(
+                    "  per step: {:.0} dispatches, {:.0} submits, {:.0} uploads, {:.0} readbacks",
+                    b.dispatches_per_step, b.submits_per_step, b.uploads_per_step, b.readbacks_per_step
+                );
+                let total: f64 = b.gpu_ms_by_section.iter().map(|(_, ms)| ms).sum();
+                for (s, ms) in &b.gpu_ms_by_section {
+                    println!("  GPU {s:<10} {ms:>10.1} ms ({:.0} %)", 100.0 * ms / total.max(1e-9));
+                }
             }
         }
         BenchWhat::Unet(u) => {

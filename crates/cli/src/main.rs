@@ -2,6 +2,7 @@
 
 mod bench;
 mod devices;
+mod restore_cmd;
 mod unet_cmd;
 
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Run benchmarks
     Bench(bench::BenchArgs),
+    /// Restore images with diffusion posterior sampling (DPS) on the GPU
+    Restore(restore_cmd::RestoreArgs),
     /// One forward of the guided-diffusion UNet on .npy arrays (parity checks against PyTorch)
     Unet(unet_cmd::UnetArgs),
 }
@@ -67,6 +70,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Devices(a) => devices::run(a, &cli.gpu_options()?),
         Command::Bench(a) => bench::run(a, &cli.open_gpu()?),
+        Command::Restore(a) => restore_cmd::run(a, &cli.open_gpu()?),
         Command::Unet(a) => unet_cmd::run(a, &cli.open_gpu()?),
     }
 }

@@ -201,6 +201,11 @@ impl<'a> Solver<'a> {
         &self.x0
     }
 
+    /// The current step's proposal x' (before the guidance correction).
+    pub fn proposal(&self) -> &Tensor {
+        &self.x_prev
+    }
+
     /// The current step's ||y - A(x0)|| per sample, when guided.
     pub fn residual_norm(&self) -> Option<&Tensor> {
         self.guidance.as_ref().map(|g| &g.norm)
@@ -226,8 +231,15 @@ impl<'a> Solver<'a> {
         Ok(())
     }
 
-    /// Starts a run from a given x_T (host data of the batch shape) instead of drawing it.
-    pub fn begin_from(&mut self, seed: u64, first_item: u32, x_t: &[f32]) -> Result<()> {
+    /// Starts a run from a given x_t (host data of the batch shape) at step row `row` (0 for
+    /// x_T) instead of drawing x_T: for tests against references and for resuming.
+    pub fn begin_from(&mut self, seed: u64, first_item: u32, x_t: &[f32], row: usize) -> Result<()> {
+        if row >= self.steps {
+            return Err(Error::invalid(format!(
+                "step row {row} is past the last of {} steps",
+                self.steps
+            )));
+        }
         if x_t.len() != self.shape.iter().product::<usize>() {
             return Err(Error::invalid(format!(
                 "x_T has {} values, the run's shape {:?} needs {}",
@@ -238,7 +250,7 @@ impl<'a> Solver<'a> {
         }
         self.seed = seed;
         self.first_item = first_item;
-        self.gpu.write(&self.step, &[0u32])?;
+        self.gpu.write(&self.step, &[row as u32])?;
         self.gpu.write(self.run.input(), x_t)?;
         Ok(())
     }

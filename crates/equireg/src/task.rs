@@ -250,6 +250,27 @@ impl Task {
         })
     }
 
+    /// The image size `[h, w]` whose measurement has spatial size `y_hw`, or an error when no
+    /// size gives it.
+    pub fn image_size_for_measurement(&self, y_hw: [usize; 2]) -> Result<[usize; 2]> {
+        let side = |y: usize| -> Option<usize> {
+            match &self.operator {
+                OperatorConfig::SuperResolution { scale, .. } => Some(y * scale),
+                OperatorConfig::PhaseRetrieval { oversample } => (1..=y).find(|&h| {
+                    h + 2 * (oversample / 8.0 * h as f64) as usize == y
+                }),
+                _ => Some(y),
+            }
+        };
+        match (side(y_hw[0]), side(y_hw[1])) {
+            (Some(h), Some(w)) => Ok([h, w]),
+            _ => Err(Error::invalid(format!(
+                "no image size gives a {}x{} measurement for task {}",
+                y_hw[0], y_hw[1], self.name
+            ))),
+        }
+    }
+
     pub fn noise(&self) -> Noise {
         match self.noise {
             NoiseConfig::None => Noise::None,

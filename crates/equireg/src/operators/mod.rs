@@ -41,4 +41,10 @@ pub trait Operator: Send + Sync {
     /// ([-1, 1]), shape `[N, C, h, w]` as host data; `None` when the measurement is not an image
     /// (the caller then shows nothing).
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])>;
+    /// The operator's drawn parameters (motion-blur kernel, inpainting mask) as named arrays
+    /// (name, shape, values), saved with the outputs so that a run can be repeated or
+    /// inspected; empty for operators without any.
+    fn parameters(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+        Vec::new()
+    }
 }

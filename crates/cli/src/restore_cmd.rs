@@ -1,0 +1,401 @@
+//! `equireg restore`: restore images with DPS on the GPU, from clean images (the measurement is
+//! simulated with the task's operator and seeded noise, and metrics are reported) or from an
+//! existing measurement.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use equireg::images::{self, RgbImage, SizePolicy};
+use equireg::metrics;
+use equireg::restore::{DpsSettings, Measured, restore, simulate};
+use equireg::schedule::Sampler;
+use equireg::task::{Task, preset_names};
+use equireg_gpu::Gpu;
+use equireg_nn::{UNet, Weights, io::write_atomic, npy};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::unet_cmd::load_config;
+
+#[derive(Args)]
+#[command(after_long_help = "\
+SIZE POLICY: image sides must be multiples of the network's downsampling factor (32 for ffhq256, \
+8 for small64). Other sizes are refused unless you pass --resize (scale to the nearest allowed \
+size, or to --resize HxW) or --crop (centre crop to the largest allowed size, or to --crop HxW); \
+an image is never changed silently.
+
+OUTPUTS: DIR/<image name>/restored.png, measurement.png, grid.png (ground truth, measurement, \
+result; without ground truth: measurement, result), the operator's random parameters when it \
+has any (kernel.npy, mask.npy), DIR/metrics.json and DIR/metrics.csv. Every file is written \
+atomically: an interrupted run never leaves a file that looks complete.
+
+EXAMPLES:
+  equireg restore --task sr4 --input photo.png --weights model.safetensors --preset small64 --out out/
+  equireg restore --task box-inpaint --set dps.zeta=1.0 --steps 250 --input faces/ --batch 4 ...")]
+pub struct RestoreArgs {
+    /// Task preset (sr4, gaussian-deblur, motion-deblur, box-inpaint, random-inpaint,
+    /// phase-retrieval, hdr) or a task .toml file
+    #[arg(long)]
+    task: String,
+    /// Override a task field, e.g. --set noise.sigma=0.01 --set dps.zeta=1.0 (repeatable)
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+    /// Clean image (PNG or JPEG) or a folder of them: the measurement is simulated from it and
+    /// metrics are computed against it
+    #[arg(long, required_unless_present = "measurement", conflicts_with = "measurement")]
+    input: Option<PathBuf>,
+    /// An existing measurement instead: a PNG/JPEG (image-like tasks) or a float32 .npy with the
+    /// operator's output shape [1, C, h, w]; the operator's random parameters come from --seed
+    #[arg(long)]
+    measurement: Option<PathBuf>,
+    /// Model weights (safetensors, guided-diffusion names)
+    #[arg(long)]
+    weights: PathBuf,
+    /// Architecture preset of the weights (ffhq256, imagenet256, small64, tiny32)
+    #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+    preset: Option<String>,
+    /// Architecture as a JSON file with guided-diffusion's create_model field names
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Sampling steps (respaced from 1000), or a guided-diffusion respacing like "ddim50"
+    #[arg(long, default_value = "100")]
+    steps: String,
+    /// Sampler: ddpm (ancestral, as DPS) or ddim
+    #[arg(long, default_value = "ddpm")]
+    sampler: String,
+    /// DDIM stochasticity
+    #[arg(long, default_value_t = 0.0)]
+    eta: f64,
+    /// Guidance step size; default: the task's zeta scaled to the step count
+    #[arg(long)]
+    zeta: Option<f64>,
+    /// Seed of the noise, the measurement noise and the operator's random parameters
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images restored together on the GPU
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Resize images to allowed sides (or to HxW)
+    #[arg(long, value_name = "HxW", num_args = 0..=1, default_missing_value = "", conflicts_with = "crop")]
+    resize: Option<String>,
+    /// Centre-crop images to allowed sides (or to HxW)
+    #[arg(long, value_name = "HxW", num_args = 0..=1, default_missing_value = "")]
+    crop: Option<String>,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_hw(s: &str) -> anyhow::Result<Option<[usize; 2]>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let (h, w) = s
+        .split_once('x')
+        .with_context(|| format!("size {s:?}: expected HxW, e.g. 64x64"))?;
+    Ok(Some([
+        h.trim().parse().with_context(|| format!("size {s:?}"))?,
+        w.trim().parse().with_context(|| format!("size {s:?}"))?,
+    ]))
+}
+
+fn size_policy(args: &RestoreArgs) -> anyhow::Result<SizePolicy> {
+    Ok(match (&args.resize, &args.crop) {
+        (Some(r), _) => SizePolicy::Resize(parse_hw(r)?),
+        (_, Some(c)) => SizePolicy::Crop(parse_hw(c)?),
+        _ => SizePolicy::Strict,
+    })
+}
+
+fn image_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "image".into())
+}
+
+/// One restored image's record for metrics.json / metrics.csv.
+struct Record {
+    name: String,
+    psnr: Option<f64>,
+    ssim: Option<f64>,
+    psnr_measurement: Option<f64>,
+    seconds: f64,
+}
+
+pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
+    let task = Task::load(&args.task, &args.set)?;
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let sampler = Sampler::parse(&args.sampler, args.eta)?;
+    let respacing = args.steps.trim().to_string();
+    let config = load_config(args.preset.as_deref(), args.config.as_ref())?;
+    let weights = Weights::load(&args.weights)?;
+    let unet = UNet::new(gpu, &config, &weights)?;
+    let multiple = config.downsampling_factor();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
+    let settings = DpsSettings {
+        respacing: respacing.clone(),
+        sampler,
+        zeta: args.zeta,
+        seed: args.seed,
+    };
+    let adapter = gpu.caps().adapter_name.clone();
+    let mut records = Vec::new();
+    let mut zeta_used = f64::NAN;
+    let steps = equireg::schedule::space_timesteps(1000, &respacing)?.len();
+
+    if let Some(m) = &args.measurement {
+        let name = image_name(m);
+        let started = Instant::now();
+        let (restored, measured_pic, zeta) = restore_measurement(
+            gpu, &unet, &task, &settings, m, multiple, steps, &args.out, &name,
+        )?;
+        zeta_used = zeta;
+        write_image_outputs(&args.out, &name, None, measured_pic.as_ref(), &restored)?;
+        records.push(Record {
+            name,
+            psnr: None,
+            ssim: None,
+            psnr_measurement: None,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    } else {
+        let input = args.input.as_ref().expect("clap requires --input or --measurement");
+        let files = if input.is_dir() {
+            images::list_images(input)?
+        } else {
+            vec![input.clone()]
+        };
+        let policy = size_policy(args)?;
+        let mut clean = Vec::with_capacity(files.len());
+        for f in &files {
+            clean.push(images::fit(&images::load_rgb(f)?, multiple, &policy)?);
+        }
+        let mut item = 0usize;
+        while item < files.len() {
+            let end = (item + args.batch).min(files.len());
+            // A batch holds images of one size; stop it where the size changes.
+            let (h, w) = (clean[item].height, clean[item].width);
+            let end = (item..end)
+                .find(|&j| (clean[j].height, clean[j].width) != (h, w))
+                .unwrap_or(end);
+            let batch = &clean[item..end];
+            let started = Instant::now();
+            let x = images::to_model_batch(batch)?;
+            let shape = [batch.len(), 3, h, w];
+            let measured = simulate(gpu, &task, shape, &x, args.seed, item as u64)?;
+            let params = measured.operator.parameters();
+            let y = measured.y.clone();
+            let pics = measured.operator.measurement_picture(&y);
+            let bar = progress_bar(steps, &format!("{} ({}x{})", image_name(&files[item]), h, w));
+            let (out, zeta) = restore(gpu, &unet, &task, measured, &settings, item as u32, |k, _| {
+                bar.set_position(k as u64 + 1)
+            })?;
+            bar.finish_and_clear();
+            zeta_used = zeta;
+            let seconds = started.elapsed().as_secs_f64() / batch.len() as f64;
+            let restored = images::from_model(&out, batch.len(), h, w);
+            std::fs::create_dir_all(args.out.join(image_name(&files[item])))?;
+            let measured_imgs = pics.map(|(data, [n, _, ph, pw])| images::from_model(&data, n, ph, pw));
+            for (k, gt) in batch.iter().enumerate() {
+                let name = image_name(&files[item + k]);
+                let pic = measured_imgs.as_ref().map(|v| &v[k]);
+                write_image_outputs(&args.out, &name, Some(gt), pic, &restored[k])?;
+                for (pname, pshape, pdata) in &params {
+                    npy::write_f32(&args.out.join(&name).join(format!("{pname}.npy")), pshape, pdata)?;
+                }
+                let psnr_measurement = match pic {
+                    Some(p) if p.height == gt.height && p.width == gt.width => {
+                        Some(metrics::psnr(p, gt)?)
+                    }
+                    _ => None,
+                };
+                let rec = Record {
+                    name,
+                    psnr: Some(metrics::psnr(&restored[k], gt)?),
+                    ssim: Some(metrics::ssim(&restored[k], gt)?),
+                    psnr_measurement,
+                    seconds,
+                };
+                eprintln!(
+                    "{}: PSNR {:.2} dB, SSIM {:.4}, {:.1} s",
+                    rec.name,
+                    rec.psnr.unwrap_or(f64::NAN),
+                    rec.ssim.unwrap_or(f64::NAN),
+                    rec.seconds
+                );
+                records.push(rec);
+            }
+            item = end;
+        }
+    }
+    write_metrics(
+        &args.out, &records, &task.name, args.seed, steps, zeta_used, &adapter,
+    )?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn progress_bar(steps: usize, label: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} steps, {per_sec}, ETA {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    bar
+}
+
+/// Restores from an existing measurement file; returns (restored image, picture of the
+/// measurement, zeta).
+#[allow(clippy::too_many_arguments)]
+fn restore_measurement(
+    gpu: &Gpu,
+    unet: &UNet,
+    task: &Task,
+    settings: &DpsSettings,
+    path: &Path,
+    multiple: usize,
+    steps: usize,
+    out: &Path,
+    name: &str,
+) -> anyhow::Result<(RgbImage, Option<RgbImage>, f64)> {
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let (y_shape, y) = if is_npy {
+        let (s, d) = npy::read_f32(path)?;
+        if s.len() != 4 || s[0] != 1 || s[1] != 3 {
+            bail!(
+                "{}: a measurement .npy must be float32 [1, 3, h, w], got {s:?}",
+                path.display()
+            );
+        }
+        (s, d)
+    } else {
+        let img = images::load_rgb(path)?;
+        let d = images::to_model_batch(std::slice::from_ref(&img))?;
+        (vec![1, 3, img.height, img.width], d)
+    };
+    let [h, w] = task.image_size_for_measurement([y_shape[2], y_shape[3]])?;
+    if h % multiple != 0 || w % multiple != 0 {
+        bail!(
+            "{}: the measurement implies {h}x{w} images, but the network needs sides that are \
+             multiples of {multiple}",
+            path.display()
+        );
+    }
+    let operator = task.build_operator(gpu, [1, 3, h, w], settings.seed)?;
+    if operator.output_shape() != y_shape {
+        bail!(
+            "{}: the {} operator produces {:?} for {h}x{w} images, the file holds {y_shape:?}",
+            path.display(),
+            task.name,
+            operator.output_shape()
+        );
+    }
+    std::fs::create_dir_all(out.join(name))?;
+    for (pname, pshape, pdata) in operator.parameters() {
+        npy::write_f32(&out.join(name).join(format!("{pname}.npy")), &pshape, &pdata)?;
+    }
+    let pic = operator
+        .measurement_picture(&y)
+        .map(|(d, [n, _, ph, pw])| images::from_model(&d, n, ph, pw).remove(0));
+    let bar = progress_bar(steps, name);
+    let (restored, zeta) = restore(
+        gpu,
+        unet,
+        task,
+        Measured { operator, y },
+        settings,
+        0,
+        |k, _| bar.set_position(k as u64 + 1),
+    )?;
+    bar.finish_and_clear();
+    Ok((images::from_model(&restored, 1, h, w).remove(0), pic, zeta))
+}
+
+fn write_image_outputs(
+    out: &Path,
+    name: &str,
+    gt: Option<&RgbImage>,
+    measurement: Option<&RgbImage>,
+    restored: &RgbImage,
+) -> anyhow::Result<()> {
+    let dir = out.join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    images::save_png(&dir.join("restored.png"), restored)?;
+    let mut panels: Vec<&RgbImage> = Vec::new();
+    if let Some(g) = gt {
+        panels.push(g);
+    }
+    if let Some(m) = measurement {
+        images::save_png(&dir.join("measurement.png"), m)?;
+        panels.push(m);
+    }
+    panels.push(restored);
+    images::save_png(&dir.join("grid.png"), &images::grid(&panels, 4))?;
+    Ok(())
+}
+
+fn write_metrics(
+    out: &Path,
+    records: &[Record],
+    task: &str,
+    seed: u64,
+    steps: usize,
+    zeta: f64,
+    adapter: &str,
+) -> anyhow::Result<()> {
+    let mean = |f: &dyn Fn(&Record) -> Option<f64>| {
+        let v: Vec<f64> = records.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let per: Vec<_> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name, "psnr": r.psnr, "ssim": r.ssim,
+                "psnr_measurement": r.psnr_measurement, "seconds": r.seconds,
+            })
+        })
+        .collect();
+    let doc = json!({
+        "task": task, "seed": seed, "steps": steps, "zeta": zeta, "adapter": adapter,
+        "solver": "dps",
+        "images": per,
+        "mean": {
+            "psnr": mean(&|r| r.psnr), "ssim": mean(&|r| r.ssim),
+            "psnr_measurement": mean(&|r| r.psnr_measurement), "seconds": mean(&|r| Some(r.seconds)),
+        },
+    });
+    write_atomic(
+        &out.join("metrics.json"),
+        serde_json::to_string_pretty(&doc)?.as_bytes(),
+    )?;
+    let fmt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    let mut csv = String::from("name,task,seed,steps,zeta,psnr,ssim,psnr_measurement,seconds\n");
+    for r in records {
+        csv += &format!(
+            "{},{task},{seed},{steps},{zeta},{},{},{},{:.3}\n",
+            r.name,
+            fmt(r.psnr),
+            fmt(r.ssim),
+            fmt(r.psnr_measurement),
+            r.seconds
+        );
+    }
+    write_atomic(&out.join("metrics.csv"), csv.as_bytes())?;
+    Ok(())
+}

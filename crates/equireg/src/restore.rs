@@ -1,0 +1,111 @@
+//! One restoration, end to end, for embedding: simulate a measurement of clean images with a
+//! task's operator and seeded noise, then run DPS on the GPU to restore them.
+//!
+//! Reproducibility: the operator's random parameters (motion kernel, mask) come from the run's
+//! seed; the measurement noise and the sampler's noise of image `k` come from the seed and `k`
+//! (its item index), never from its slot in a batch, so restoring images one at a time or in
+//! batches gives the same bits.
+
+use equireg_gpu::Gpu;
+use equireg_nn::UNet;
+
+use crate::operators::Operator;
+use crate::schedule::Sampler;
+use crate::solver::{DiffusionConfig, Guidance, Solver};
+use crate::task::Task;
+use crate::{Error, Result};
+
+/// A measurement and the operator that made it, for a batch `[N, C, H, W]`.
+pub struct Measured {
+    pub operator: Box<dyn Operator>,
+    /// Host copy of y, `operator.output_shape()`.
+    pub y: Vec<f32>,
+}
+
+/// The seed of item `item`'s measurement noise: a SplitMix64 mix, so neighbouring items and
+/// seeds get unrelated streams.
+pub fn item_seed(seed: u64, item: u64) -> u64 {
+    let mut z = seed ^ item.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// y = A(x) + noise for clean images `x` (host, NCHW in [-1, 1], shape `shape`), images being
+/// items `first_item..first_item + N`.
+pub fn simulate(
+    gpu: &Gpu,
+    task: &Task,
+    shape: [usize; 4],
+    x: &[f32],
+    seed: u64,
+    first_item: u64,
+) -> Result<Measured> {
+    if x.len() != shape.iter().product::<usize>() {
+        return Err(Error::invalid(format!(
+            "{} values for images of shape {shape:?}",
+            x.len()
+        )));
+    }
+    let operator = task.build_operator(gpu, shape, seed)?;
+    let out_shape = operator.output_shape();
+    let xt = gpu.upload(&shape, x)?;
+    let yt = gpu.alloc(&out_shape, equireg_gpu::DType::F32)?;
+    let mut rec = gpu.recorder();
+    operator.record_forward(&mut rec, &xt, &yt)?;
+    rec.submit()?;
+    let clean = gpu.download(&yt)?;
+    let per = clean.len() / shape[0];
+    let noise = task.noise();
+    let mut y = Vec::with_capacity(clean.len());
+    for (k, item) in clean.chunks(per).enumerate() {
+        y.extend(noise.apply_cpu(item, item_seed(seed, first_item + k as u64)));
+    }
+    Ok(Measured { operator, y })
+}
+
+/// Settings of a DPS run.
+#[derive(Clone, Debug)]
+pub struct DpsSettings {
+    /// guided-diffusion respacing ("100", "ddim50").
+    pub respacing: String,
+    pub sampler: Sampler,
+    /// Step size; None: the task's zeta for the number of steps (see `DpsConfig::zeta_for`).
+    pub zeta: Option<f64>,
+    pub seed: u64,
+}
+
+/// Restores the images of a measurement with DPS. `each_step(k, total)` is called after each
+/// step is submitted. Returns the restored batch (host, NCHW, unclamped model range) and the
+/// step size used.
+pub fn restore(
+    gpu: &Gpu,
+    unet: &UNet,
+    task: &Task,
+    measured: Measured,
+    settings: &DpsSettings,
+    first_item: u32,
+    mut each_step: impl FnMut(usize, usize),
+) -> Result<(Vec<f32>, f64)> {
+    let [n, _, h, w] = measured.operator.input_shape();
+    let mut config = DiffusionConfig::for_model(unet.config(), &settings.respacing);
+    config.sampler = settings.sampler;
+    let steps = config.diffusion()?.steps();
+    let zeta = match settings.zeta {
+        Some(z) => z,
+        None => task.dps.zeta_for(steps)?,
+    };
+    let y = gpu.upload(&measured.operator.output_shape(), &measured.y)?;
+    let guidance = Guidance {
+        operator: measured.operator,
+        measurement: y,
+        zeta: zeta as f32,
+    };
+    let mut solver = Solver::new(gpu, unet, [n, h, w], &config, Some(guidance))?;
+    solver.begin(settings.seed, first_item)?;
+    let out = solver.run(|k| {
+        each_step(k, steps);
+        Ok(())
+    })?;
+    Ok((out, zeta))
+}
