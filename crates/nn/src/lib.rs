@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod graph;
 pub mod io;
+pub mod mpe;
 pub mod npy;
 pub mod synthetic;
 pub mod unet;

@@ -13,9 +13,12 @@ pub mod fft;
 pub mod group_norm;
 pub mod matmul;
 pub mod measurement;
+pub mod pad;
 pub mod reduce;
+pub mod relu;
 pub mod resample;
 pub mod rng;
+pub mod softmax;
 pub mod timestep_embedding;
 pub mod transforms;
 
