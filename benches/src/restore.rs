@@ -45,7 +45,11 @@ pub fn run(
 ) -> equireg::Result<RestoreBench> {
     let started = Instant::now();
     let task = Task::load(task_name, &[])?;
-    let unet = UNet::new(gpu, config, &synthetic::weights(0, &UNet::weight_spec(config)?))?;
+    let unet = UNet::new(
+        gpu,
+        config,
+        &synthetic::weights(0, &UNet::weight_spec(config)?),
+    )?;
     let shape = [batch, config.in_channels, size, size];
     let clean: Vec<f32> = synthetic::tensor(1, "clean", &shape)
         .iter()
@@ -81,7 +85,9 @@ pub fn run(
         }
     }
 
-    let timed = timed_steps.unwrap_or(steps).clamp(1, steps.saturating_sub(2).max(1));
+    let timed = timed_steps
+        .unwrap_or(steps)
+        .clamp(1, steps.saturating_sub(2).max(1));
     let before = gpu.counters();
     let t0 = Instant::now();
     for _ in 0..timed {

@@ -116,7 +116,10 @@ fn check_step(g: &Gpu, unet: &UNet, task: &str) {
         );
     }
     assert!(e_prime < 1e-3, "{task}: x' relative L2 error {e_prime:.3e}");
-    assert!(e_next < 1e-3, "{task}: x_(t-1) relative L2 error {e_next:.3e}");
+    assert!(
+        e_next < 1e-3,
+        "{task}: x_(t-1) relative L2 error {e_next:.3e}"
+    );
     assert!(
         e_delta < 1e-3,
         "{task}: guidance term relative L2 error {e_delta:.3e}"
@@ -162,7 +165,12 @@ fn ten_step_run(g: &Gpu, unet: &UNet, seed: u64, check_counters: bool) -> Vec<f3
     let d = g.counters() - before;
     if check_counters {
         assert_eq!(
-            (d.readbacks, d.uploads, d.buffers_allocated, d.bind_groups_created),
+            (
+                d.readbacks,
+                d.uploads,
+                d.buffers_allocated,
+                d.bind_groups_created
+            ),
             (0, 0, 0, 0),
             "steps 2..10 must not read back, upload or allocate: {d:?}"
         );
@@ -183,5 +191,8 @@ fn a_ten_step_restoration_stays_on_the_gpu_and_repeats_bit_for_bit() {
         a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
         "same seed, different bits"
     );
-    assert!(rel_l2(&a, &c) > 1e-3, "another seed must give another result");
+    assert!(
+        rel_l2(&a, &c) > 1e-3,
+        "another seed must give another result"
+    );
 }

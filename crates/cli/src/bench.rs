@@ -132,15 +132,25 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                 println!("{}", b.case);
                 println!(
                     "  {:.1} s per restoration ({} steps x {:.1} ms + {:.1} s setup; {} steps timed)",
-                    b.seconds_per_restoration, b.steps, b.ms_per_step, b.setup_seconds, b.timed_steps
+                    b.seconds_per_restoration,
+                    b.steps,
+                    b.ms_per_step,
+                    b.setup_seconds,
+                    b.timed_steps
                 );
                 println!(
                     "  per step: {:.0} dispatches, {:.0} submits, {:.0} uploads, {:.0} readbacks",
-                    b.dispatches_per_step, b.submits_per_step, b.uploads_per_step, b.readbacks_per_step
+                    b.dispatches_per_step,
+                    b.submits_per_step,
+                    b.uploads_per_step,
+                    b.readbacks_per_step
                 );
                 let total: f64 = b.gpu_ms_by_section.iter().map(|(_, ms)| ms).sum();
                 for (s, ms) in &b.gpu_ms_by_section {
-                    println!("  GPU {s:<10} {ms:>10.1} ms ({:.0} %)", 100.0 * ms / total.max(1e-9));
+                    println!(
+                        "  GPU {s:<10} {ms:>10.1} ms ({:.0} %)",
+                        100.0 * ms / total.max(1e-9)
+                    );
                 }
             }
         }

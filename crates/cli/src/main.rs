@@ -3,6 +3,7 @@
 mod bench;
 mod devices;
 mod restore_cmd;
+mod sample_cmd;
 mod unet_cmd;
 
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Restore images with diffusion posterior sampling (DPS) on the GPU
     Restore(restore_cmd::RestoreArgs),
+    /// Draw unconditional samples from a diffusion model (a sanity check of any checkpoint)
+    Sample(sample_cmd::SampleArgs),
     /// One forward of the guided-diffusion UNet on .npy arrays (parity checks against PyTorch)
     Unet(unet_cmd::UnetArgs),
 }
@@ -71,6 +74,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Devices(a) => devices::run(a, &cli.gpu_options()?),
         Command::Bench(a) => bench::run(a, &cli.open_gpu()?),
         Command::Restore(a) => restore_cmd::run(a, &cli.open_gpu()?),
+        Command::Sample(a) => sample_cmd::run(a, &cli.open_gpu()?),
         Command::Unet(a) => unet_cmd::run(a, &cli.open_gpu()?),
     }
 }

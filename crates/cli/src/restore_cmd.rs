@@ -45,7 +45,11 @@ pub struct RestoreArgs {
     set: Vec<String>,
     /// Clean image (PNG or JPEG) or a folder of them: the measurement is simulated from it and
     /// metrics are computed against it
-    #[arg(long, required_unless_present = "measurement", conflicts_with = "measurement")]
+    #[arg(
+        long,
+        required_unless_present = "measurement",
+        conflicts_with = "measurement"
+    )]
     input: Option<PathBuf>,
     /// An existing measurement instead: a PNG/JPEG (image-like tasks) or a float32 .npy with the
     /// operator's output shape [1, C, h, w]; the operator's random parameters come from --seed
@@ -165,7 +169,10 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             seconds: started.elapsed().as_secs_f64(),
         });
     } else {
-        let input = args.input.as_ref().expect("clap requires --input or --measurement");
+        let input = args
+            .input
+            .as_ref()
+            .expect("clap requires --input or --measurement");
         let files = if input.is_dir() {
             images::list_images(input)?
         } else {
@@ -192,22 +199,36 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let params = measured.operator.parameters();
             let y = measured.y.clone();
             let pics = measured.operator.measurement_picture(&y);
-            let bar = progress_bar(steps, &format!("{} ({}x{})", image_name(&files[item]), h, w));
-            let (out, zeta) = restore(gpu, &unet, &task, measured, &settings, item as u32, |k, _| {
-                bar.set_position(k as u64 + 1)
-            })?;
+            let bar = progress_bar(
+                steps,
+                &format!("{} ({}x{})", image_name(&files[item]), h, w),
+            );
+            let (out, zeta) = restore(
+                gpu,
+                &unet,
+                &task,
+                measured,
+                &settings,
+                item as u32,
+                |k, _| bar.set_position(k as u64 + 1),
+            )?;
             bar.finish_and_clear();
             zeta_used = zeta;
             let seconds = started.elapsed().as_secs_f64() / batch.len() as f64;
             let restored = images::from_model(&out, batch.len(), h, w);
             std::fs::create_dir_all(args.out.join(image_name(&files[item])))?;
-            let measured_imgs = pics.map(|(data, [n, _, ph, pw])| images::from_model(&data, n, ph, pw));
+            let measured_imgs =
+                pics.map(|(data, [n, _, ph, pw])| images::from_model(&data, n, ph, pw));
             for (k, gt) in batch.iter().enumerate() {
                 let name = image_name(&files[item + k]);
                 let pic = measured_imgs.as_ref().map(|v| &v[k]);
                 write_image_outputs(&args.out, &name, Some(gt), pic, &restored[k])?;
                 for (pname, pshape, pdata) in &params {
-                    npy::write_f32(&args.out.join(&name).join(format!("{pname}.npy")), pshape, pdata)?;
+                    npy::write_f32(
+                        &args.out.join(&name).join(format!("{pname}.npy")),
+                        pshape,
+                        pdata,
+                    )?;
                 }
                 let psnr_measurement = match pic {
                     Some(p) if p.height == gt.height && p.width == gt.width => {
@@ -247,11 +268,9 @@ fn progress_bar(steps: usize, label: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new(steps as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} steps, {per_sec}, ETA {eta}",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {per_sec}, ETA {eta}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
     );
     bar.set_message(label.to_string());
     bar
@@ -307,7 +326,11 @@ fn restore_measurement(
     }
     std::fs::create_dir_all(out.join(name))?;
     for (pname, pshape, pdata) in operator.parameters() {
-        npy::write_f32(&out.join(name).join(format!("{pname}.npy")), &pshape, &pdata)?;
+        npy::write_f32(
+            &out.join(name).join(format!("{pname}.npy")),
+            &pshape,
+            &pdata,
+        )?;
     }
     let pic = operator
         .measurement_picture(&y)

@@ -7,7 +7,9 @@ pub mod images;
 pub mod lpips;
 pub mod metrics;
 pub mod operators;
+pub mod restore;
 pub mod schedule;
 pub mod solver;
+pub mod task;
 
 pub use error::{Error, Result};

@@ -233,7 +233,13 @@ impl<'a> Solver<'a> {
 
     /// Starts a run from a given x_t (host data of the batch shape) at step row `row` (0 for
     /// x_T) instead of drawing x_T: for tests against references and for resuming.
-    pub fn begin_from(&mut self, seed: u64, first_item: u32, x_t: &[f32], row: usize) -> Result<()> {
+    pub fn begin_from(
+        &mut self,
+        seed: u64,
+        first_item: u32,
+        x_t: &[f32],
+        row: usize,
+    ) -> Result<()> {
         if row >= self.steps {
             return Err(Error::invalid(format!(
                 "step row {row} is past the last of {} steps",

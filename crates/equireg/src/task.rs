@@ -81,9 +81,13 @@ pub enum OperatorConfig {
 pub enum NoiseConfig {
     None,
     /// Additive Gaussian, std in [-1, 1] units.
-    Gaussian { sigma: f64 },
+    Gaussian {
+        sigma: f64,
+    },
     /// DPS's Poisson noise at `rate` (counts = 255 rate x in [0, 1]).
-    Poisson { rate: f64 },
+    Poisson {
+        rate: f64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -114,8 +118,9 @@ impl Task {
     pub fn load(name_or_path: &str, overrides: &[String]) -> Result<Task> {
         let text = match PRESETS.iter().find(|(n, _)| *n == name_or_path) {
             Some((_, t)) => t.to_string(),
-            None if name_or_path.ends_with(".toml") => std::fs::read_to_string(name_or_path)
-                .map_err(|e| Error::io(name_or_path, e))?,
+            None if name_or_path.ends_with(".toml") => {
+                std::fs::read_to_string(name_or_path).map_err(|e| Error::io(name_or_path, e))?
+            }
             None => {
                 return Err(Error::invalid(format!(
                     "unknown task {name_or_path:?}: expected one of {} or a .toml file",
@@ -256,9 +261,9 @@ impl Task {
         let side = |y: usize| -> Option<usize> {
             match &self.operator {
                 OperatorConfig::SuperResolution { scale, .. } => Some(y * scale),
-                OperatorConfig::PhaseRetrieval { oversample } => (1..=y).find(|&h| {
-                    h + 2 * (oversample / 8.0 * h as f64) as usize == y
-                }),
+                OperatorConfig::PhaseRetrieval { oversample } => {
+                    (1..=y).find(|&h| h + 2 * (oversample / 8.0 * h as f64) as usize == y)
+                }
                 _ => Some(y),
             }
         };
@@ -304,7 +309,9 @@ fn apply_override(doc: &mut toml::Table, assignment: &str) -> Result<()> {
         .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
     let keys: Vec<&str> = path.trim().split('.').collect();
     if keys.iter().any(|k| k.is_empty()) {
-        return Err(Error::invalid(format!("override {assignment:?}: empty key")));
+        return Err(Error::invalid(format!(
+            "override {assignment:?}: empty key"
+        )));
     }
     let mut table = doc;
     for k in &keys[..keys.len() - 1] {
@@ -334,16 +341,25 @@ mod tests {
 
     #[test]
     fn overrides_apply_and_unknown_fields_are_refused() {
-        let t = Task::load("sr4", &["noise.sigma=0.01".into(), "operator.scale=2".into()])
-            .unwrap();
+        let t = Task::load(
+            "sr4",
+            &["noise.sigma=0.01".into(), "operator.scale=2".into()],
+        )
+        .unwrap();
         assert!(matches!(t.noise, NoiseConfig::Gaussian { sigma } if sigma == 0.01));
-        assert!(matches!(t.operator, OperatorConfig::SuperResolution { scale: 2, .. }));
+        assert!(matches!(
+            t.operator,
+            OperatorConfig::SuperResolution { scale: 2, .. }
+        ));
         assert!(Task::load("sr4", &["noise.sigmaa=0.01".into()]).is_err());
         assert!(Task::load("sr4", &["operator.scale=-1".into()]).is_err());
         assert!(Task::load("sr4", &["noise".into()]).is_err());
         assert!(Task::load("sr5", &[]).is_err());
         let t = Task::load("sr4", &["noise.kind=none".into(), "noise.sigma=0".into()]);
-        assert!(t.is_err(), "a field that the chosen kind does not have is refused");
+        assert!(
+            t.is_err(),
+            "a field that the chosen kind does not have is refused"
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("concat", include_str!("../../../shaders/concat.wgsl")),
     ("conv2d", include_str!("../../../shaders/conv2d.wgsl")),
     ("diffusion", include_str!("../../../shaders/diffusion.wgsl")),
+    (
+        "equivariance",
+        include_str!("../../../shaders/equivariance.wgsl"),
+    ),
     ("fft", include_str!("../../../shaders/fft.wgsl")),
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
     ("pad", include_str!("../../../shaders/pad.wgsl")),

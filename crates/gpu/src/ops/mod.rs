@@ -9,6 +9,7 @@ pub mod conv_vjp;
 pub mod depthwise_conv;
 pub mod diffusion;
 pub mod elementwise;
+pub mod equivariance;
 pub mod fft;
 pub mod group_norm;
 pub mod matmul;

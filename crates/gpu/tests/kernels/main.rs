@@ -11,6 +11,7 @@ mod conv_vjp;
 mod depthwise_conv;
 mod diffusion;
 mod elementwise;
+mod equivariance;
 mod fft;
 mod group_norm;
 mod matmul;
