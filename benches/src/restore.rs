@@ -64,6 +64,7 @@ pub fn run(
         operator: measured.operator,
         measurement: y,
         zeta,
+        regularizer: None,
     };
     let mut solver = Solver::new(gpu, &unet, [batch, size, size], &diffusion, Some(guidance))?;
     solver.begin(0, 0)?;

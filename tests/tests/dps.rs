@@ -78,6 +78,7 @@ fn check_step(g: &Gpu, unet: &UNet, task: &str) {
         operator,
         measurement: g.upload(&ys, &y).unwrap(),
         zeta: meta["zeta"].as_f64().unwrap() as f32,
+        regularizer: None,
     };
     let mut solver = Solver::new(g, unet, [batch, size, size], &config, Some(guidance)).unwrap();
     let (_, x_t) = read(&dir, "x_t");
@@ -152,6 +153,7 @@ fn ten_step_run(g: &Gpu, unet: &UNet, seed: u64, check_counters: bool) -> Vec<f3
         operator: measured.operator,
         measurement: y,
         zeta: 1.0,
+        regularizer: None,
     };
     let mut solver = Solver::new(g, unet, [1, 64, 64], &config, Some(guidance)).unwrap();
     solver.begin(seed, 0).unwrap();

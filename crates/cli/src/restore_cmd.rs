@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use equireg::images::{self, RgbImage, SizePolicy};
 use equireg::metrics;
+use equireg::mpe::{self, Mpe};
+use equireg::regularizer::EquiRegConfig;
 use equireg::restore::{DpsSettings, Measured, restore, simulate};
 use equireg::schedule::Sampler;
 use equireg::task::{Task, preset_names};
@@ -88,9 +90,39 @@ pub struct RestoreArgs {
     /// Centre-crop images to allowed sides (or to HxW)
     #[arg(long, value_name = "HxW", num_args = 0..=1, default_missing_value = "")]
     crop: Option<String>,
+    /// EquiReg settings on top of the task's [equireg] table, e.g.
+    /// group=rot90,alpha=0.01,freq=0.1,form=equi,reduction=norm,schedule=constant,mpe=denoiser:100
+    /// (EquiReg is on by default)
+    #[arg(long, value_name = "KEY=VALUE,...", conflicts_with = "no_equireg")]
+    equireg: Option<String>,
+    /// Plain DPS, without EquiReg
+    #[arg(long)]
+    no_equireg: bool,
+    /// Run DPS and DPS+EquiReg from the same seed; write both results, both metrics and a grid
+    /// with both
+    #[arg(long, conflicts_with = "no_equireg")]
+    compare: bool,
     /// Output folder
     #[arg(long)]
     out: PathBuf,
+}
+
+/// One solver configuration of a run: plain DPS or DPS+EquiReg.
+struct Variant {
+    /// "dps" or "dps+equireg".
+    label: &'static str,
+    equireg: Option<EquiRegConfig>,
+}
+
+impl Variant {
+    /// File-name suffix: restored_<suffix>.png when several variants run.
+    fn suffix(&self) -> &'static str {
+        if self.equireg.is_some() {
+            "equireg"
+        } else {
+            "dps"
+        }
+    }
 }
 
 fn parse_hw(s: &str) -> anyhow::Result<Option<[usize; 2]>> {
@@ -123,6 +155,7 @@ fn image_name(path: &Path) -> String {
 /// One restored image's record for metrics.json / metrics.csv.
 struct Record {
     name: String,
+    solver: &'static str,
     psnr: Option<f64>,
     ssim: Option<f64>,
     psnr_measurement: Option<f64>,
@@ -149,25 +182,55 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let adapter = gpu.caps().adapter_name.clone();
+    let equireg_cfg = task.equireg.config(args.equireg.as_deref().unwrap_or(""))?;
+    let mpe = mpe::from_spec(&equireg_cfg.mpe, &unet)?;
+    let mut variants = Vec::new();
+    if args.no_equireg || args.compare {
+        variants.push(Variant {
+            label: "dps",
+            equireg: None,
+        });
+    }
+    if !args.no_equireg {
+        variants.push(Variant {
+            label: "dps+equireg",
+            equireg: Some(equireg_cfg.clone()),
+        });
+    }
     let mut records = Vec::new();
     let mut zeta_used = f64::NAN;
     let steps = equireg::schedule::space_timesteps(1000, &respacing)?.len();
 
     if let Some(m) = &args.measurement {
         let name = image_name(m);
-        let started = Instant::now();
-        let (restored, measured_pic, zeta) = restore_measurement(
-            gpu, &unet, &task, &settings, m, multiple, steps, &args.out, &name,
+        let mut results = Vec::new();
+        let mut measured_pic = None;
+        for v in &variants {
+            let started = Instant::now();
+            let cfg = v.equireg.as_ref().map(|c| (c, mpe.as_ref()));
+            let (restored, pic, zeta) = restore_measurement(
+                gpu, &unet, &task, &settings, cfg, m, multiple, steps, &args.out, &name,
+            )?;
+            zeta_used = zeta;
+            measured_pic = pic;
+            records.push(Record {
+                name: name.clone(),
+                solver: v.label,
+                psnr: None,
+                ssim: None,
+                psnr_measurement: None,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            results.push(restored);
+        }
+        write_image_outputs(
+            &args.out,
+            &name,
+            None,
+            measured_pic.as_ref(),
+            &variants,
+            &results,
         )?;
-        zeta_used = zeta;
-        write_image_outputs(&args.out, &name, None, measured_pic.as_ref(), &restored)?;
-        records.push(Record {
-            name,
-            psnr: None,
-            ssim: None,
-            psnr_measurement: None,
-            seconds: started.elapsed().as_secs_f64(),
-        });
     } else {
         let input = args
             .input
@@ -199,36 +262,45 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let params = measured.operator.parameters();
             let y = measured.y.clone();
             let pics = measured.operator.measurement_picture(&y);
-            let bar = progress_bar(
-                steps,
-                &format!("{} ({}x{})", image_name(&files[item]), h, w),
-            );
-            let (out, zeta) = restore(
-                gpu,
-                &unet,
-                &task,
-                measured,
-                &settings,
-                item as u32,
-                |k, _| bar.set_position(k as u64 + 1),
-            )?;
-            bar.finish_and_clear();
-            zeta_used = zeta;
-            let seconds = started.elapsed().as_secs_f64() / batch.len() as f64;
-            let restored = images::from_model(&out, batch.len(), h, w);
-            std::fs::create_dir_all(args.out.join(image_name(&files[item])))?;
             let measured_imgs =
                 pics.map(|(data, [n, _, ph, pw])| images::from_model(&data, n, ph, pw));
+            let setup = started.elapsed().as_secs_f64();
+            let mut results: Vec<Vec<RgbImage>> = Vec::new();
+            let mut seconds = Vec::new();
+            for v in &variants {
+                let started = Instant::now();
+                // Each variant restores from the same measurement and the same seed.
+                let measured = simulate(gpu, &task, shape, &x, args.seed, item as u64)?;
+                let bar = progress_bar(
+                    steps,
+                    &format!("{} {} ({}x{})", v.label, image_name(&files[item]), h, w),
+                );
+                let cfg = v.equireg.as_ref().map(|c| (c, mpe.as_ref()));
+                let (out, zeta) = restore(
+                    gpu,
+                    &unet,
+                    &task,
+                    measured,
+                    &settings,
+                    cfg,
+                    item as u32,
+                    |k, _| bar.set_position(k as u64 + 1),
+                )?;
+                bar.finish_and_clear();
+                zeta_used = zeta;
+                seconds.push((setup + started.elapsed().as_secs_f64()) / batch.len() as f64);
+                results.push(images::from_model(&out, batch.len(), h, w));
+            }
             for (k, gt) in batch.iter().enumerate() {
                 let name = image_name(&files[item + k]);
+                let dir = args.out.join(&name);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
                 let pic = measured_imgs.as_ref().map(|v| &v[k]);
-                write_image_outputs(&args.out, &name, Some(gt), pic, &restored[k])?;
+                let restored: Vec<RgbImage> = results.iter().map(|r| r[k].clone()).collect();
+                write_image_outputs(&args.out, &name, Some(gt), pic, &variants, &restored)?;
                 for (pname, pshape, pdata) in &params {
-                    npy::write_f32(
-                        &args.out.join(&name).join(format!("{pname}.npy")),
-                        pshape,
-                        pdata,
-                    )?;
+                    npy::write_f32(&dir.join(format!("{pname}.npy")), pshape, pdata)?;
                 }
                 let psnr_measurement = match pic {
                     Some(p) if p.height == gt.height && p.width == gt.width => {
@@ -236,21 +308,25 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
                     }
                     _ => None,
                 };
-                let rec = Record {
-                    name,
-                    psnr: Some(metrics::psnr(&restored[k], gt)?),
-                    ssim: Some(metrics::ssim(&restored[k], gt)?),
-                    psnr_measurement,
-                    seconds,
-                };
-                eprintln!(
-                    "{}: PSNR {:.2} dB, SSIM {:.4}, {:.1} s",
-                    rec.name,
-                    rec.psnr.unwrap_or(f64::NAN),
-                    rec.ssim.unwrap_or(f64::NAN),
-                    rec.seconds
-                );
-                records.push(rec);
+                for (vi, v) in variants.iter().enumerate() {
+                    let rec = Record {
+                        name: name.clone(),
+                        solver: v.label,
+                        psnr: Some(metrics::psnr(&restored[vi], gt)?),
+                        ssim: Some(metrics::ssim(&restored[vi], gt)?),
+                        psnr_measurement,
+                        seconds: seconds[vi],
+                    };
+                    eprintln!(
+                        "{} [{}]: PSNR {:.2} dB, SSIM {:.4}, {:.1} s",
+                        rec.name,
+                        rec.solver,
+                        rec.psnr.unwrap_or(f64::NAN),
+                        rec.ssim.unwrap_or(f64::NAN),
+                        rec.seconds
+                    );
+                    records.push(rec);
+                }
             }
             item = end;
         }
@@ -284,6 +360,7 @@ fn restore_measurement(
     unet: &UNet,
     task: &Task,
     settings: &DpsSettings,
+    equireg: Option<(&EquiRegConfig, &dyn Mpe)>,
     path: &Path,
     multiple: usize,
     steps: usize,
@@ -342,6 +419,7 @@ fn restore_measurement(
         task,
         Measured { operator, y },
         settings,
+        equireg,
         0,
         |k, _| bar.set_position(k as u64 + 1),
     )?;
@@ -354,11 +432,11 @@ fn write_image_outputs(
     name: &str,
     gt: Option<&RgbImage>,
     measurement: Option<&RgbImage>,
-    restored: &RgbImage,
+    variants: &[Variant],
+    restored: &[RgbImage],
 ) -> anyhow::Result<()> {
     let dir = out.join(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    images::save_png(&dir.join("restored.png"), restored)?;
     let mut panels: Vec<&RgbImage> = Vec::new();
     if let Some(g) = gt {
         panels.push(g);
@@ -367,7 +445,15 @@ fn write_image_outputs(
         images::save_png(&dir.join("measurement.png"), m)?;
         panels.push(m);
     }
-    panels.push(restored);
+    for (v, r) in variants.iter().zip(restored) {
+        let file = if variants.len() == 1 {
+            "restored.png".to_string()
+        } else {
+            format!("restored_{}.png", v.suffix())
+        };
+        images::save_png(&dir.join(file), r)?;
+        panels.push(r);
+    }
     images::save_png(&dir.join("grid.png"), &images::grid(&panels, 4))?;
     Ok(())
 }
@@ -385,34 +471,54 @@ fn write_metrics(
         let v: Vec<f64> = records.iter().filter_map(f).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
+    let mut solvers: Vec<&str> = Vec::new();
+    for r in records {
+        if !solvers.contains(&r.solver) {
+            solvers.push(r.solver);
+        }
+    }
+    let means: serde_json::Map<String, serde_json::Value> = solvers
+        .iter()
+        .map(|&s| {
+            let of = |f: &dyn Fn(&Record) -> Option<f64>| {
+                mean(&|r: &Record| if r.solver == s { f(r) } else { None })
+            };
+            (
+                s.to_string(),
+                json!({
+                    "psnr": of(&|r| r.psnr), "ssim": of(&|r| r.ssim),
+                    "psnr_measurement": of(&|r| r.psnr_measurement),
+                    "seconds": of(&|r| Some(r.seconds)),
+                }),
+            )
+        })
+        .collect();
     let per: Vec<_> = records
         .iter()
         .map(|r| {
             json!({
-                "name": r.name, "psnr": r.psnr, "ssim": r.ssim,
+                "name": r.name, "solver": r.solver, "psnr": r.psnr, "ssim": r.ssim,
                 "psnr_measurement": r.psnr_measurement, "seconds": r.seconds,
             })
         })
         .collect();
     let doc = json!({
         "task": task, "seed": seed, "steps": steps, "zeta": zeta, "adapter": adapter,
-        "solver": "dps",
         "images": per,
-        "mean": {
-            "psnr": mean(&|r| r.psnr), "ssim": mean(&|r| r.ssim),
-            "psnr_measurement": mean(&|r| r.psnr_measurement), "seconds": mean(&|r| Some(r.seconds)),
-        },
+        "mean": means,
     });
     write_atomic(
         &out.join("metrics.json"),
         serde_json::to_string_pretty(&doc)?.as_bytes(),
     )?;
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let mut csv = String::from("name,task,seed,steps,zeta,psnr,ssim,psnr_measurement,seconds\n");
+    let mut csv =
+        String::from("name,solver,task,seed,steps,zeta,psnr,ssim,psnr_measurement,seconds\n");
     for r in records {
         csv += &format!(
-            "{},{task},{seed},{steps},{zeta},{},{},{},{:.3}\n",
+            "{},{},{task},{seed},{steps},{zeta},{},{},{},{:.3}\n",
             r.name,
+            r.solver,
             fmt(r.psnr),
             fmt(r.ssim),
             fmt(r.psnr_measurement),

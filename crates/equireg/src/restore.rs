@@ -9,7 +9,9 @@
 use equireg_gpu::Gpu;
 use equireg_nn::UNet;
 
+use crate::mpe::Mpe;
 use crate::operators::Operator;
+use crate::regularizer::{EquiReg, EquiRegConfig};
 use crate::schedule::Sampler;
 use crate::solver::{DiffusionConfig, Guidance, Solver};
 use crate::task::Task;
@@ -75,15 +77,17 @@ pub struct DpsSettings {
     pub seed: u64,
 }
 
-/// Restores the images of a measurement with DPS. `each_step(k, total)` is called after each
+/// Restores the images of a measurement with DPS (plus EquiReg's penalty when given). `each_step(k, total)` is called after each
 /// step is submitted. Returns the restored batch (host, NCHW, unclamped model range) and the
 /// step size used.
-pub fn restore(
-    gpu: &Gpu,
-    unet: &UNet,
+#[allow(clippy::too_many_arguments)]
+pub fn restore<'a>(
+    gpu: &'a Gpu,
+    unet: &'a UNet,
     task: &Task,
     measured: Measured,
     settings: &DpsSettings,
+    equireg: Option<(&EquiRegConfig, &'a dyn Mpe)>,
     first_item: u32,
     mut each_step: impl FnMut(usize, usize),
 ) -> Result<(Vec<f32>, f64)> {
@@ -96,10 +100,16 @@ pub fn restore(
         None => task.dps.zeta_for(steps)?,
     };
     let y = gpu.upload(&measured.operator.output_shape(), &measured.y)?;
+    let shape = measured.operator.input_shape();
+    let regularizer = match equireg {
+        None => None,
+        Some((cfg, mpe)) => Some(EquiReg::new(gpu, cfg.clone(), mpe, shape)?),
+    };
     let guidance = Guidance {
         operator: measured.operator,
         measurement: y,
         zeta: zeta as f32,
+        regularizer,
     };
     let mut solver = Solver::new(gpu, unet, [n, h, w], &config, Some(guidance))?;
     solver.begin(settings.seed, first_item)?;

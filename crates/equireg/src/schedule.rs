@@ -370,7 +370,7 @@ mod tests {
         assert_eq!(hundred.len(), 100);
         assert_eq!((hundred[0], hundred[99]), (0, 999));
         assert!(space_timesteps(10, "11").is_err());
-        assert!(space_timesteps(1000, "ddim7").is_err());
+        assert!(space_timesteps(1000, "ddim999").is_err());
         assert!(space_timesteps(1000, "x").is_err());
     }
 

@@ -34,7 +34,10 @@ use equireg_gpu::ops::rng::rng_normal_items;
 use equireg_gpu::{DType, Gpu, Recorder, Tensor};
 use equireg_nn::{UNet, UNetConfig, UNetRun};
 
+use std::cell::Cell;
+
 use crate::operators::Operator;
+use crate::regularizer::EquiReg;
 use crate::schedule::{BetaSchedule, Diffusion, Sampler, StepCoefficients, VarianceKind};
 use crate::{Error, Result};
 
@@ -81,15 +84,17 @@ impl DiffusionConfig {
 
 /// The data term of DPS: an operator built for the solver's image shape, the measurement `y`
 /// (shape `operator.output_shape()`) on the GPU, and the step size zeta.
-pub struct Guidance {
+pub struct Guidance<'m> {
     pub operator: Box<dyn Operator>,
     pub measurement: Tensor,
     pub zeta: f32,
+    /// EquiReg's penalty, added to the data term before differentiation.
+    pub regularizer: Option<EquiReg<'m>>,
 }
 
 /// Tensors of the guidance term, allocated once.
-struct GuidanceState {
-    g: Guidance,
+struct GuidanceState<'m> {
+    g: Guidance<'m>,
     /// A(x0), then reused for nothing else.
     a_x0: Tensor,
     residual: Tensor,
@@ -115,9 +120,11 @@ pub struct Solver<'a> {
     x0: Tensor,
     x_prev: Tensor,
     opts: TweedieOptions,
-    guidance: Option<GuidanceState>,
+    guidance: Option<GuidanceState<'a>>,
     seed: u64,
     first_item: u32,
+    /// Loop index of the next step (the CPU's copy of the GPU counter, for schedules).
+    k: Cell<usize>,
 }
 
 impl<'a> Solver<'a> {
@@ -128,7 +135,7 @@ impl<'a> Solver<'a> {
         unet: &'a UNet,
         [n, h, w]: [usize; 3],
         config: &DiffusionConfig,
-        guidance: Option<Guidance>,
+        guidance: Option<Guidance<'a>>,
     ) -> Result<Solver<'a>> {
         let mc = unet.config();
         let c = mc.in_channels;
@@ -180,6 +187,7 @@ impl<'a> Solver<'a> {
             guidance,
             seed: 0,
             first_item: 0,
+            k: Cell::new(0),
         })
     }
 
@@ -216,6 +224,10 @@ impl<'a> Solver<'a> {
     pub fn begin(&mut self, seed: u64, first_item: u32) -> Result<()> {
         self.seed = seed;
         self.first_item = first_item;
+        self.k.set(0);
+        if let Some(r) = self.regularizer_mut() {
+            r.set_seed(seed);
+        }
         self.gpu.write(&self.step, &[0u32])?;
         let mut rec = self.gpu.recorder();
         rng_normal_items(
@@ -256,12 +268,18 @@ impl<'a> Solver<'a> {
         }
         self.seed = seed;
         self.first_item = first_item;
+        self.k.set(row);
+        if let Some(r) = self.regularizer_mut() {
+            r.set_seed(seed);
+        }
         self.gpu.write(&self.step, &[row as u32])?;
         self.gpu.write(self.run.input(), x_t)?;
         Ok(())
     }
 
-    /// Records one reverse step (see the module docs), labelled by section for profiles.
+    /// Records one reverse step (see the module docs), labelled by section for profiles. Steps
+    /// must be recorded and submitted in order (`step` does both); EquiReg's schedule follows the
+    /// CPU's count of them.
     pub fn record_step(&self, rec: &mut Recorder) -> Result<()> {
         let st = StepState {
             table: &self.table,
@@ -300,6 +318,12 @@ impl<'a> Solver<'a> {
                 reduce_rows(rec, &g.residual, &g.norm, &g.scratch, Reduction::L2)?;
                 loss_cotangent(rec, &g.residual, &g.norm, &g.d_a_x0)?;
                 g.g.operator.record_vjp(rec, &self.x0, &g.d_a_x0, &g.dx0)?;
+                if let Some(r) = &g.g.regularizer
+                    && r.config.fires(self.k.get(), self.steps)
+                {
+                    rec.section("equireg");
+                    r.record(rec, &self.x0, &g.dx0, &self.step)?;
+                }
                 x0_cotangent(
                     rec,
                     st,
@@ -333,7 +357,17 @@ impl<'a> Solver<'a> {
         let mut rec = self.gpu.recorder();
         self.record_step(&mut rec)?;
         rec.submit()?;
+        self.k.set(self.k.get() + 1);
         Ok(())
+    }
+
+    fn regularizer_mut(&mut self) -> Option<&mut EquiReg<'a>> {
+        self.guidance.as_mut()?.g.regularizer.as_mut()
+    }
+
+    /// The regularizer, when the run has one.
+    pub fn regularizer(&self) -> Option<&EquiReg<'a>> {
+        self.guidance.as_ref()?.g.regularizer.as_ref()
     }
 
     /// Runs all steps from [`Solver::begin`]; `each_step(k)` is called after step k is submitted
@@ -353,8 +387,8 @@ impl<'a> Solver<'a> {
     }
 }
 
-impl GuidanceState {
-    fn new(gpu: &Gpu, g: Guidance, shape: [usize; 4]) -> Result<Self> {
+impl<'m> GuidanceState<'m> {
+    fn new(gpu: &Gpu, g: Guidance<'m>, shape: [usize; 4]) -> Result<Self> {
         let op = &g.operator;
         if op.input_shape() != shape {
             return Err(Error::invalid(format!(

@@ -13,6 +13,7 @@ use crate::operators::inpaint::Inpaint;
 use crate::operators::noise::Noise;
 use crate::operators::phase_retrieval::PhaseRetrieval;
 use crate::operators::resize::{ResizeKind, SuperResolution};
+use crate::regularizer::EquiRegConfig;
 use crate::{Error, Result};
 
 /// The presets shipped with the library, by name.
@@ -55,6 +56,60 @@ pub struct Task {
     pub operator: OperatorConfig,
     pub noise: NoiseConfig,
     pub dps: DpsConfig,
+    /// EquiReg's settings for this task (defaults: the reference's pixel-space DPS values).
+    #[serde(default)]
+    pub equireg: EquiRegPreset,
+}
+
+/// The `[equireg]` table of a task: the same keys as `--equireg key=value,...`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EquiRegPreset {
+    pub group: String,
+    pub alpha: f64,
+    pub freq: f64,
+    pub form: String,
+    pub reduction: String,
+    pub schedule: String,
+    pub cutoff: usize,
+    /// "denoiser[:t]" (the diffusion model's own x0 estimate at timestep t) or a path to an MPE
+    /// network's weights (with its config beside it).
+    pub mpe: String,
+}
+
+impl Default for EquiRegPreset {
+    fn default() -> Self {
+        Self {
+            group: "hflip".into(),
+            alpha: 0.01,
+            freq: 0.1,
+            form: "equi".into(),
+            reduction: "norm".into(),
+            schedule: "constant".into(),
+            cutoff: 100,
+            mpe: "denoiser:100".into(),
+        }
+    }
+}
+
+impl EquiRegPreset {
+    /// The regularizer's configuration, with `overrides` ("key=value,...") on top.
+    pub fn config(&self, overrides: &str) -> Result<EquiRegConfig> {
+        let base = format!(
+            "group={},alpha={},freq={},form={},reduction={},schedule={},cutoff={},mpe={}",
+            self.group,
+            self.alpha,
+            self.freq,
+            self.form,
+            self.reduction,
+            self.schedule,
+            self.cutoff,
+            self.mpe
+        );
+        EquiRegConfig::default()
+            .with_settings(&base)?
+            .with_settings(overrides)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -206,6 +261,7 @@ impl Task {
                 bad(format!("noise.rate must be > 0, got {rate}"))
             }
             _ => {
+                self.equireg.config("")?;
                 if !(self.dps.zeta >= 0.0) {
                     return bad(format!("dps.zeta must be >= 0, got {}", self.dps.zeta));
                 }

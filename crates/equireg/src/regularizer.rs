@@ -1,0 +1,480 @@
+//! EquiReg (Tolooshams et al. 2025): the equivariance error of an MPE function f at the clean
+//! estimate, added to the data term before differentiation.
+//!
+//! Semantics follow the reference implementation (Anima-Lab/Equireg):
+//! - `equi`: `red(rho(g) f(x0) - f(g x0))`; `equi_plus`: `red(x0 - g^-1 f(g x0))`, per sample;
+//!   `red` is `norm`, `sqnorm` or `mse`. When f returns a vector (no spatial axes), rho(g) is the
+//!   identity and the penalty measures invariance (the reference rotates such vectors, which
+//!   means nothing).
+//! - one element g per firing step, drawn uniformly from the group's elements (here on the GPU,
+//!   from the step counter, so a run repeats with its seed);
+//! - schedules: `constant` fires when `step % int(1/freq) == 0`, `cutoff` likewise but not in
+//!   the last `cutoff` steps, `every` fires every step; alpha 0 never fires (no work at all).
+//!
+//! Per firing step, after the data term's VJP has written dL/dx0:
+//! `draw g; f([x0; g x0]); fused residual + norms + cotangents; f VJP; dx0 += (f-grads mapped
+//! back by identity and g^-1)`. The UNet VJP that follows then carries both terms: no extra UNet
+//! evaluation.
+
+use equireg_gpu::ops::equivariance::{
+    Action, Dihedral, DrawSpec, Form, Items, Reduce, Residual, draw_element, equi_cotangent,
+    equi_norms, penalty, transform,
+};
+use equireg_gpu::{DType, Gpu, Recorder, Tensor};
+
+use crate::mpe::{Mpe, MpeRun};
+use crate::{Error, Result};
+
+/// Philox stream of the group-element draws.
+const STREAM_GROUP: u32 = 7;
+
+/// When the penalty fires.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    /// Every int(1/freq) steps.
+    Constant {
+        freq: f64,
+    },
+    /// As constant, but off for the last `last` steps.
+    Cutoff {
+        freq: f64,
+        last: usize,
+    },
+    Every,
+}
+
+impl Schedule {
+    /// Whether loop step `k` (0 = the first step) of `total` fires.
+    pub fn fires(&self, k: usize, total: usize) -> bool {
+        let period = |freq: f64| ((1.0 / freq) as usize).max(1);
+        match *self {
+            Schedule::Every => true,
+            Schedule::Constant { freq } => k.is_multiple_of(period(freq)),
+            Schedule::Cutoff { freq, last } => k.is_multiple_of(period(freq)) && k + last <= total,
+        }
+    }
+}
+
+/// A group by name: `hflip`, `vflip`, `rot90` ({90, 270} degrees, as the reference), `c4`
+/// (all four rotations), `rot180`, `d4` (all 8), `shift:S` (cyclic translations with |dy|, |dx|
+/// <= S steps), or products joined by `*` (e.g. `hflip*rot90`, `d4*shift:4`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub elements: Vec<Dihedral>,
+    pub max_shift: u32,
+    pub name: String,
+}
+
+impl Group {
+    pub fn parse(spec: &str) -> Result<Group> {
+        let mut elements = vec![Dihedral::Identity];
+        let mut max_shift = 0u32;
+        for factor in spec.split('*').map(str::trim) {
+            let f: Vec<Dihedral> = match factor {
+                "hflip" => vec![Dihedral::FlipH],
+                "vflip" => vec![Dihedral::FlipV],
+                "rot90" => vec![Dihedral::Rot90, Dihedral::Rot270],
+                "c4" => vec![
+                    Dihedral::Identity,
+                    Dihedral::Rot90,
+                    Dihedral::Rot180,
+                    Dihedral::Rot270,
+                ],
+                "rot180" => vec![Dihedral::Rot180],
+                "d4" => Dihedral::ALL.to_vec(),
+                s if s.starts_with("shift:") => {
+                    max_shift = s[6..].parse().map_err(|_| {
+                        Error::invalid(format!(
+                            "group factor {s:?}: expected shift:S, e.g. shift:4"
+                        ))
+                    })?;
+                    vec![Dihedral::Identity]
+                }
+                other => {
+                    return Err(Error::invalid(format!(
+                        "unknown group {other:?}: expected hflip, vflip, rot90, c4, rot180, d4, \
+                         shift:S or a product like hflip*rot90"
+                    )));
+                }
+            };
+            let mut next = Vec::new();
+            for a in &elements {
+                for b in &f {
+                    let c = a.compose(*b);
+                    if !next.contains(&c) {
+                        next.push(c);
+                    }
+                }
+            }
+            elements = next;
+        }
+        Ok(Group {
+            elements,
+            max_shift,
+            name: spec.to_string(),
+        })
+    }
+
+    fn needs_square(&self) -> bool {
+        self.elements.iter().any(|d| d.needs_square())
+    }
+}
+
+/// Settings of the regularizer (the `--equireg` option).
+#[derive(Clone, Debug)]
+pub struct EquiRegConfig {
+    pub group: Group,
+    pub alpha: f64,
+    pub form: Form,
+    pub reduce: Reduce,
+    pub schedule: Schedule,
+    /// Where f comes from: a path (weights + config) or `denoiser[:t]`.
+    pub mpe: String,
+}
+
+impl Default for EquiRegConfig {
+    fn default() -> Self {
+        Self {
+            group: Group::parse("hflip").expect("a valid group"),
+            alpha: 0.01,
+            form: Form::Equi,
+            reduce: Reduce::Norm,
+            schedule: Schedule::Constant { freq: 0.1 },
+            mpe: "denoiser".into(),
+        }
+    }
+}
+
+impl EquiRegConfig {
+    /// Applies `key=value,key=value` settings (group, alpha, freq, form, reduction, schedule,
+    /// cutoff, mpe) on top of `self`.
+    pub fn with_settings(mut self, spec: &str) -> Result<Self> {
+        let mut freq = match self.schedule {
+            Schedule::Constant { freq } | Schedule::Cutoff { freq, .. } => freq,
+            Schedule::Every => 1.0,
+        };
+        let mut last = match self.schedule {
+            Schedule::Cutoff { last, .. } => last,
+            _ => 100,
+        };
+        let mut kind = match self.schedule {
+            Schedule::Constant { .. } => "constant",
+            Schedule::Cutoff { .. } => "cutoff",
+            Schedule::Every => "every",
+        }
+        .to_string();
+        for kv in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                Error::invalid(format!("EquiReg setting {kv:?}: expected key=value"))
+            })?;
+            let num = |v: &str| -> Result<f64> {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| Error::invalid(format!("EquiReg {k}={v}: not a number")))
+            };
+            match k.trim() {
+                "group" => self.group = Group::parse(v)?,
+                "alpha" => {
+                    self.alpha = num(v)?;
+                    if self.alpha < 0.0 {
+                        return Err(Error::invalid("EquiReg alpha must be >= 0"));
+                    }
+                }
+                "freq" => {
+                    freq = num(v)?;
+                    if !(freq > 0.0 && freq <= 1.0) {
+                        return Err(Error::invalid("EquiReg freq must be in (0, 1]"));
+                    }
+                }
+                "cutoff" => last = num(v)? as usize,
+                "schedule" => kind = v.to_string(),
+                "form" => {
+                    self.form = match v {
+                        "equi" => Form::Equi,
+                        "equi_plus" => Form::EquiPlus,
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "EquiReg form {v:?}: expected equi or equi_plus"
+                            )));
+                        }
+                    }
+                }
+                "reduction" => {
+                    self.reduce = match v {
+                        "norm" => Reduce::Norm,
+                        "sqnorm" => Reduce::SqNorm,
+                        "mse" => Reduce::Mse,
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "EquiReg reduction {v:?}: expected norm, sqnorm or mse"
+                            )));
+                        }
+                    }
+                }
+                "mpe" => self.mpe = v.to_string(),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "unknown EquiReg setting {other:?}: expected group, alpha, freq, form, \
+                         reduction, schedule, cutoff or mpe"
+                    )));
+                }
+            }
+        }
+        self.schedule = match kind.as_str() {
+            "constant" => Schedule::Constant { freq },
+            "cutoff" => Schedule::Cutoff { freq, last },
+            "every" => Schedule::Every,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "EquiReg schedule {kind:?}: expected constant, cutoff or every"
+                )));
+            }
+        };
+        Ok(self)
+    }
+
+    /// Whether loop step `k` of `total` does regularizer work.
+    pub fn fires(&self, k: usize, total: usize) -> bool {
+        self.alpha > 0.0 && self.schedule.fires(k, total)
+    }
+}
+
+/// The regularizer planned for a batch `[N, C, H, W]`.
+pub struct EquiReg<'m> {
+    pub config: EquiRegConfig,
+    run: Box<dyn MpeRun + 'm>,
+    n: usize,
+    seed: u64,
+    elements: Tensor,
+    g: Tensor,
+    sq: Tensor,
+    value: Tensor,
+    /// rho(g) acts on f's output grid, whose shifts are the image's divided by this.
+    shift_div: u32,
+    rho_is_g: bool,
+    item: usize,
+}
+
+impl<'m> EquiReg<'m> {
+    pub fn new(
+        gpu: &Gpu,
+        config: EquiRegConfig,
+        mpe: &'m dyn Mpe,
+        [n, c, h, w]: [usize; 4],
+    ) -> Result<Self> {
+        if config.group.needs_square() && h != w {
+            return Err(Error::invalid(format!(
+                "group {} rotates or transposes, which needs square images; got {h}x{w}",
+                config.group.name
+            )));
+        }
+        let batch = match config.form {
+            Form::Equi => 2 * n,
+            Form::EquiPlus => n,
+        };
+        let run = mpe.plan(gpu, batch, h, w)?;
+        let out = run.output().shape().to_vec();
+        let (rho_is_g, shift_div, item) = match out.as_slice() {
+            [_, d] => (false, 1, *d),
+            [_, cf, hf, wf] if *hf == 1 && *wf == 1 => (false, 1, *cf),
+            [_, cf, hf, wf] => {
+                if h % hf != 0 || w % wf != 0 || h / hf != w / wf {
+                    return Err(Error::invalid(format!(
+                        "MPE output {out:?} is not a uniform downsampling of {h}x{w}"
+                    )));
+                }
+                (true, (h / hf) as u32, cf * hf * wf)
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "MPE output must be [B, D] or [B, C, H, W], got {out:?}"
+                )));
+            }
+        };
+        if config.form == Form::EquiPlus && out != [n, c, h, w] {
+            return Err(Error::invalid(format!(
+                "equi_plus compares x0 with g^-1 f(g x0), so f must keep the image shape \
+                 [{n}, {c}, {h}, {w}]; {} returns {out:?}",
+                mpe.name()
+            )));
+        }
+        if config.group.max_shift > 0 && !rho_is_g && config.form == Form::Equi {
+            log::info!("translations with a vector-valued MPE: the penalty measures invariance");
+        }
+        let codes: Vec<u32> = config.group.elements.iter().map(|d| d.code()).collect();
+        Ok(Self {
+            elements: gpu.upload_u32(&[codes.len()], &codes)?,
+            g: gpu.alloc(&[4], DType::U32)?,
+            sq: gpu.alloc(&[n], DType::F32)?,
+            value: gpu.alloc(&[n], DType::F32)?,
+            config,
+            run,
+            n,
+            seed: 0,
+            shift_div,
+            rho_is_g,
+            item,
+        })
+    }
+
+    /// The seed of the element draws (the run's seed).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+
+    /// The penalty alpha * red(r) per sample at the last firing step.
+    pub fn value(&self) -> &Tensor {
+        &self.value
+    }
+
+    /// The element drawn at the last firing step, [code, dy, dx, index].
+    pub fn element(&self) -> &Tensor {
+        &self.g
+    }
+
+    /// Records the penalty's gradient with respect to `x0`, added into `dx0`; `step` is the
+    /// sampler's GPU step counter (it keys the element draw).
+    pub fn record(
+        &self,
+        rec: &mut Recorder,
+        x0: &Tensor,
+        dx0: &Tensor,
+        step: &Tensor,
+    ) -> Result<()> {
+        let n = self.n;
+        draw_element(
+            rec,
+            &self.elements,
+            step,
+            &self.g,
+            DrawSpec {
+                seed: self.seed,
+                stream: STREAM_GROUP,
+                max_shift: self.config.group.max_shift,
+                shift_multiple: self.shift_div,
+            },
+        )?;
+        let f_in = self.run.input();
+        let at = |src_item, dst_item| Items {
+            src_item,
+            dst_item,
+            count: n,
+        };
+        match self.config.form {
+            Form::Equi => {
+                transform(rec, &self.g, x0, f_in, Action::Identity, at(0, 0), false, 1)?;
+                transform(rec, &self.g, x0, f_in, Action::Forward, at(0, n), false, 1)?;
+            }
+            Form::EquiPlus => {
+                transform(rec, &self.g, x0, f_in, Action::Forward, at(0, 0), false, 1)?;
+            }
+        }
+        self.run.record_forward(rec)?;
+        let res = Residual {
+            g: &self.g,
+            f_out: self.run.output(),
+            x: x0,
+            form: self.config.form,
+            rho_is_g: self.rho_is_g,
+            shift_div: self.shift_div,
+        };
+        let alpha = self.config.alpha as f32;
+        equi_norms(rec, res, &self.sq)?;
+        // equi_plus writes its direct term straight into dx0 (accumulate).
+        equi_cotangent(
+            rec,
+            res,
+            &self.sq,
+            self.config.reduce,
+            alpha,
+            self.run.cotangent(),
+            dx0,
+            true,
+        )?;
+        penalty(
+            rec,
+            &self.sq,
+            &self.value,
+            self.config.reduce,
+            alpha,
+            self.item,
+        )?;
+        self.run.record_vjp(rec)?;
+        let grad = self.run.input_grad();
+        match self.config.form {
+            Form::Equi => {
+                transform(rec, &self.g, grad, dx0, Action::Identity, at(0, 0), true, 1)?;
+                transform(rec, &self.g, grad, dx0, Action::Inverse, at(n, 0), true, 1)?;
+            }
+            Form::EquiPlus => {
+                transform(rec, &self.g, grad, dx0, Action::Inverse, at(0, 0), true, 1)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_parse_and_compose() {
+        assert_eq!(
+            Group::parse("hflip").unwrap().elements,
+            vec![Dihedral::FlipH]
+        );
+        assert_eq!(
+            Group::parse("rot90").unwrap().elements,
+            vec![Dihedral::Rot90, Dihedral::Rot270]
+        );
+        assert_eq!(Group::parse("d4").unwrap().elements.len(), 8);
+        assert_eq!(Group::parse("hflip*rot90").unwrap().elements.len(), 2);
+        let t = Group::parse("c4*shift:3").unwrap();
+        assert_eq!((t.elements.len(), t.max_shift), (4, 3));
+        assert!(Group::parse("rot45").is_err());
+        assert!(Group::parse("shift:x").is_err());
+    }
+
+    #[test]
+    fn schedules_fire_as_the_reference() {
+        let c = Schedule::Constant { freq: 0.1 };
+        let fired: Vec<usize> = (0..30).filter(|&k| c.fires(k, 30)).collect();
+        assert_eq!(fired, vec![0, 10, 20]);
+        let cut = Schedule::Cutoff { freq: 0.5, last: 4 };
+        let fired: Vec<usize> = (0..10).filter(|&k| cut.fires(k, 10)).collect();
+        assert_eq!(fired, vec![0, 2, 4, 6]);
+        assert!((0..5).all(|k| Schedule::Every.fires(k, 5)));
+        let off = EquiRegConfig::default().with_settings("alpha=0").unwrap();
+        assert!(!(0..100).any(|k| off.fires(k, 100)));
+    }
+
+    #[test]
+    fn settings_parse_and_reject_bad_values() {
+        let c = EquiRegConfig::default()
+            .with_settings(
+                "group=rot90,alpha=0.05,freq=0.5,form=equi_plus,reduction=mse,schedule=every",
+            )
+            .unwrap();
+        assert_eq!(c.group.elements.len(), 2);
+        assert_eq!(
+            (c.form, c.reduce, c.schedule),
+            (Form::EquiPlus, Reduce::Mse, Schedule::Every)
+        );
+        for bad in [
+            "alpha=-1",
+            "freq=0",
+            "form=x",
+            "reduction=l1",
+            "schedule=x",
+            "colour=red",
+            "alpha",
+        ] {
+            assert!(
+                EquiRegConfig::default().with_settings(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
