@@ -12,21 +12,61 @@ use crate::tensor::{GpuBuffer, Tensor};
 /// Every shader file of `shaders/`, by name. A test checks this list against the directory.
 pub const SHADERS: &[(&str, &str)] = &[
     ("attention", include_str!("../../../shaders/attention.wgsl")),
+    (
+        "attention_vjp",
+        include_str!("../../../shaders/attention_vjp.wgsl"),
+    ),
+    (
+        "axis_matmul",
+        include_str!("../../../shaders/axis_matmul.wgsl"),
+    ),
     ("concat", include_str!("../../../shaders/concat.wgsl")),
     ("conv2d", include_str!("../../../shaders/conv2d.wgsl")),
+    (
+        "conv2d_vjp",
+        include_str!("../../../shaders/conv2d_vjp.wgsl"),
+    ),
+    (
+        "conv2d_vjp_sg",
+        include_str!("../../../shaders/conv2d_vjp_sg.wgsl"),
+    ),
+    (
+        "depthwise_conv",
+        include_str!("../../../shaders/depthwise_conv.wgsl"),
+    ),
     ("diffusion", include_str!("../../../shaders/diffusion.wgsl")),
+    (
+        "elementwise",
+        include_str!("../../../shaders/elementwise.wgsl"),
+    ),
     (
         "equivariance",
         include_str!("../../../shaders/equivariance.wgsl"),
     ),
     ("fft", include_str!("../../../shaders/fft.wgsl")),
+    (
+        "group_norm",
+        include_str!("../../../shaders/group_norm.wgsl"),
+    ),
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
+    (
+        "measurement",
+        include_str!("../../../shaders/measurement.wgsl"),
+    ),
     ("pad", include_str!("../../../shaders/pad.wgsl")),
     ("reduce", include_str!("../../../shaders/reduce.wgsl")),
     ("relu", include_str!("../../../shaders/relu.wgsl")),
     ("resample", include_str!("../../../shaders/resample.wgsl")),
     ("rng", include_str!("../../../shaders/rng.wgsl")),
     ("softmax", include_str!("../../../shaders/softmax.wgsl")),
+    (
+        "timestep_embedding",
+        include_str!("../../../shaders/timestep_embedding.wgsl"),
+    ),
+    (
+        "transforms",
+        include_str!("../../../shaders/transforms.wgsl"),
+    ),
 ];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {
