@@ -60,7 +60,7 @@ fn prepare(op: &'static str, t: (&str, &Tensor), others: &[(&str, &Tensor)]) -> 
             ),
         ));
     }
-    let rows = if cols == 0 { 0 } else { t.numel() / cols };
+    let rows = t.numel().checked_div(cols).unwrap_or(0);
     Ok(Params {
         rows: rows as u32,
         cols: cols as u32,
