@@ -3,9 +3,10 @@
 //! exactly what the memory planner needs, and executing it records every op into one Recorder.
 //! The VJP (a later issue) appends its ops to the same kind of program.
 
+use equireg_gpu::ops::pad::Pad2d;
 use equireg_gpu::ops::{
-    attention, concat, conv, conv_vjp, elementwise, group_norm, matmul, resample,
-    timestep_embedding,
+    attention, concat, conv, conv_vjp, elementwise, group_norm, matmul, pad, relu, resample,
+    softmax, timestep_embedding,
 };
 use equireg_gpu::{DType, Gpu, MemoryPlan, PlannedMemory, Recorder, Tensor, TensorId};
 
@@ -126,6 +127,89 @@ pub enum Node {
         b: ValueId,
         out: ValueId,
     },
+
+    // ---- the MPE networks (CompVis first-stage encoder, EquiReg SmallCNN) ----
+    /// GroupNorm (+ SiLU) with an explicit group count and eps (CompVis' `Normalize`: 32 groups,
+    /// eps 1e-6; [`Node::GroupNorm`] is guided-diffusion's, eps 1e-5).
+    GroupNormEps {
+        x: ValueId,
+        gamma: ParamId,
+        beta: ParamId,
+        groups: u32,
+        eps: f32,
+        silu: bool,
+        out: ValueId,
+    },
+    /// Zero padding of the spatial axes with per-side amounts.
+    Pad {
+        x: ValueId,
+        pad: Pad2d,
+        out: ValueId,
+    },
+    Relu {
+        x: ValueId,
+        out: ValueId,
+    },
+    /// out [N, C] = mean over the spatial axes of x [N, C, H, W].
+    GlobalAvgPool {
+        x: ValueId,
+        out: ValueId,
+    },
+    /// out = op(a) op(b) per batch, op a transpose of the last two axes when asked. Operands
+    /// and out are viewed as [B, rows, cols] with B = shape[0], rows = shape[1] and cols = the
+    /// product of the rest, so [N, C, H, W] values take part as [N, C, H W].
+    MatMul {
+        a: ValueId,
+        b: ValueId,
+        trans_a: bool,
+        trans_b: bool,
+        out: ValueId,
+    },
+    /// out = softmax(scale * x) along the last axis.
+    Softmax {
+        x: ValueId,
+        scale: f32,
+        out: ValueId,
+    },
+    GroupNormEpsGrad {
+        x: ValueId,
+        gamma: ParamId,
+        beta: ParamId,
+        groups: u32,
+        eps: f32,
+        silu: bool,
+        dy: ValueId,
+        out: ValueId,
+    },
+    /// The crop back to the interior.
+    PadGrad {
+        dy: ValueId,
+        pad: Pad2d,
+        out: ValueId,
+    },
+    /// dy where the forward input x > 0, else 0.
+    ReluGrad {
+        x: ValueId,
+        dy: ValueId,
+        out: ValueId,
+    },
+    GlobalAvgPoolGrad {
+        dy: ValueId,
+        out: ValueId,
+    },
+    /// From the forward output y: scale * y * (dy - <dy, y>) along the last axis.
+    SoftmaxGrad {
+        y: ValueId,
+        dy: ValueId,
+        scale: f32,
+        out: ValueId,
+    },
+    /// out [N, in] = dy [N, out] w [out, in]: the input gradient of a linear layer.
+    LinearInputGrad {
+        dy: ValueId,
+        w: ParamId,
+        out: ValueId,
+    },
 }
 
 impl Node {
@@ -155,6 +239,17 @@ impl Node {
             Node::AttentionGrad { qkv, dy, .. } => vec![*qkv, *dy],
             Node::SplitChannels { x, .. } => vec![*x],
             Node::Add { a, b, .. } => vec![*a, *b],
+            Node::GroupNormEps { x, .. }
+            | Node::Pad { x, .. }
+            | Node::Relu { x, .. }
+            | Node::GlobalAvgPool { x, .. }
+            | Node::Softmax { x, .. } => vec![*x],
+            Node::MatMul { a, b, .. } => vec![*a, *b],
+            Node::GroupNormEpsGrad { x, dy, .. } | Node::ReluGrad { x, dy, .. } => vec![*x, *dy],
+            Node::SoftmaxGrad { y, dy, .. } => vec![*y, *dy],
+            Node::PadGrad { dy, .. }
+            | Node::GlobalAvgPoolGrad { dy, .. }
+            | Node::LinearInputGrad { dy, .. } => vec![*dy],
         }
     }
 
@@ -176,8 +271,31 @@ impl Node {
             | Node::UpsampleGrad { out, .. }
             | Node::AvgPoolGrad { out, .. }
             | Node::SplitChannels { out, .. }
-            | Node::Add { out, .. } => *out,
+            | Node::Add { out, .. }
+            | Node::GroupNormEps { out, .. }
+            | Node::Pad { out, .. }
+            | Node::Relu { out, .. }
+            | Node::GlobalAvgPool { out, .. }
+            | Node::MatMul { out, .. }
+            | Node::Softmax { out, .. }
+            | Node::GroupNormEpsGrad { out, .. }
+            | Node::PadGrad { out, .. }
+            | Node::ReluGrad { out, .. }
+            | Node::GlobalAvgPoolGrad { out, .. }
+            | Node::SoftmaxGrad { out, .. }
+            | Node::LinearInputGrad { out, .. } => *out,
         }
+    }
+}
+
+/// How [`Node::MatMul`] sees a value: [B, rows, cols] = [shape[0], shape[1], product of the
+/// rest] (a rank-2 value is one batch of [rows, cols]).
+pub fn matmul_view(shape: &[usize]) -> [usize; 3] {
+    match shape {
+        [] => [1, 1, 1],
+        [r] => [1, *r, 1],
+        [r, c] => [1, *r, *c],
+        [b, r, rest @ ..] => [*b, *r, rest.iter().product()],
     }
 }
 
@@ -247,6 +365,16 @@ impl Graph {
                     let s = self.shape(*out);
                     let t = s[2] * s[3];
                     4.0 * (s[0] * s[1] * t * t) as f64
+                }
+                Node::MatMul {
+                    a, trans_a, out, ..
+                } => {
+                    let [_, r, c] = matmul_view(self.shape(*a));
+                    let k = if *trans_a { r } else { c };
+                    2.0 * (k * self.shape(*out).iter().product::<usize>()) as f64
+                }
+                Node::LinearInputGrad { dy, out, .. } => {
+                    2.0 * (self.shape(*dy)[1] * self.shape(*out).iter().product::<usize>()) as f64
                 }
                 _ => 0.0,
             };
@@ -373,10 +501,125 @@ impl Graph {
                         self.accumulate(&mut grad, *bx, dy);
                     }
                 }
+                Node::GroupNormEps {
+                    x: gx_in,
+                    gamma,
+                    beta,
+                    groups,
+                    eps,
+                    silu,
+                    ..
+                } if wants(gx_in) => {
+                    let g = self.value(&self.shapes[gx_in.0].clone());
+                    self.push(Node::GroupNormEpsGrad {
+                        x: *gx_in,
+                        gamma: *gamma,
+                        beta: *beta,
+                        groups: *groups,
+                        eps: *eps,
+                        silu: *silu,
+                        dy,
+                        out: g,
+                    });
+                    self.accumulate(&mut grad, *gx_in, g);
+                }
+                Node::Pad { x: px, pad, .. } if wants(px) => {
+                    let g = self.value(&self.shapes[px.0].clone());
+                    self.push(Node::PadGrad {
+                        dy,
+                        pad: *pad,
+                        out: g,
+                    });
+                    self.accumulate(&mut grad, *px, g);
+                }
+                Node::Relu { x: rx, .. } if wants(rx) => {
+                    let g = self.value(&self.shapes[rx.0].clone());
+                    self.push(Node::ReluGrad { x: *rx, dy, out: g });
+                    self.accumulate(&mut grad, *rx, g);
+                }
+                Node::GlobalAvgPool { x: px, .. } if wants(px) => {
+                    let g = self.value(&self.shapes[px.0].clone());
+                    self.push(Node::GlobalAvgPoolGrad { dy, out: g });
+                    self.accumulate(&mut grad, *px, g);
+                }
+                Node::Softmax { x: sx, scale, out } if wants(sx) => {
+                    let g = self.value(&self.shapes[sx.0].clone());
+                    self.push(Node::SoftmaxGrad {
+                        y: *out,
+                        dy,
+                        scale: *scale,
+                        out: g,
+                    });
+                    self.accumulate(&mut grad, *sx, g);
+                }
+                Node::MatMul {
+                    a,
+                    b,
+                    trans_a,
+                    trans_b,
+                    ..
+                } => {
+                    // out = A' B' with A' = op(a), B' = op(b): dA' = dy B'^T, dB' = A'^T dy, and
+                    // a transposed operand takes the transpose of its gradient.
+                    let (ta, tb) = (*trans_a, *trans_b);
+                    if wants(a) {
+                        let g = self.value(&self.shapes[a.0].clone());
+                        self.push(if ta {
+                            Node::MatMul {
+                                a: *b,
+                                b: dy,
+                                trans_a: tb,
+                                trans_b: true,
+                                out: g,
+                            }
+                        } else {
+                            Node::MatMul {
+                                a: dy,
+                                b: *b,
+                                trans_a: false,
+                                trans_b: !tb,
+                                out: g,
+                            }
+                        });
+                        self.accumulate(&mut grad, *a, g);
+                    }
+                    if wants(b) {
+                        let g = self.value(&self.shapes[b.0].clone());
+                        self.push(if tb {
+                            Node::MatMul {
+                                a: dy,
+                                b: *a,
+                                trans_a: true,
+                                trans_b: ta,
+                                out: g,
+                            }
+                        } else {
+                            Node::MatMul {
+                                a: *a,
+                                b: dy,
+                                trans_a: !ta,
+                                trans_b: false,
+                                out: g,
+                            }
+                        });
+                        self.accumulate(&mut grad, *b, g);
+                    }
+                }
+                Node::Linear { x: lx, w, .. } if wants(lx) => {
+                    let g = self.value(&self.shapes[lx.0].clone());
+                    self.push(Node::LinearInputGrad { dy, w: *w, out: g });
+                    self.accumulate(&mut grad, *lx, g);
+                }
                 Node::GroupNorm { .. }
                 | Node::Attention { .. }
                 | Node::Upsample { .. }
-                | Node::AvgPool { .. } => {}
+                | Node::AvgPool { .. }
+                | Node::GroupNormEps { .. }
+                | Node::Pad { .. }
+                | Node::Relu { .. }
+                | Node::GlobalAvgPool { .. }
+                | Node::Softmax { .. }
+                | Node::Linear { .. } => {}
                 other => {
                     return Err(crate::error::NnError::Config(format!(
                         "no VJP for {other:?} on the input path"
@@ -615,6 +858,75 @@ impl PlannedGraph {
                     concat::split_channels(rec, t(x), *start, t(out))?
                 }
                 Node::Add { a, b, out } => elementwise::add(rec, t(a), t(b), t(out))?,
+                Node::GroupNormEps {
+                    x,
+                    gamma,
+                    beta,
+                    groups,
+                    eps,
+                    silu,
+                    out,
+                } => {
+                    let gp = group_norm::GroupNormParams {
+                        groups: *groups,
+                        eps: *eps,
+                        silu: *silu,
+                    };
+                    group_norm::group_norm(rec, t(x), p(gamma), p(beta), None, t(out), gp)?;
+                }
+                Node::GroupNormEpsGrad {
+                    x,
+                    gamma,
+                    beta,
+                    groups,
+                    eps,
+                    silu,
+                    dy,
+                    out,
+                } => {
+                    let gp = group_norm::GroupNormParams {
+                        groups: *groups,
+                        eps: *eps,
+                        silu: *silu,
+                    };
+                    group_norm::group_norm_vjp(
+                        rec,
+                        t(x),
+                        p(gamma),
+                        p(beta),
+                        None,
+                        t(dy),
+                        t(out),
+                        gp,
+                    )?;
+                }
+                Node::Pad { x, pad, out } => pad::pad2d(rec, t(x), t(out), *pad)?,
+                Node::PadGrad { dy, pad, out } => pad::pad2d_vjp(rec, t(dy), t(out), *pad)?,
+                Node::Relu { x, out } => relu::relu(rec, t(x), t(out))?,
+                Node::ReluGrad { x, dy, out } => relu::relu_vjp(rec, t(x), t(dy), t(out))?,
+                Node::GlobalAvgPool { x, out } => relu::global_avg_pool(rec, t(x), t(out))?,
+                Node::GlobalAvgPoolGrad { dy, out } => {
+                    relu::global_avg_pool_vjp(rec, t(dy), t(out))?
+                }
+                Node::MatMul {
+                    a,
+                    b,
+                    trans_a,
+                    trans_b,
+                    out,
+                } => {
+                    let v = |x: &Tensor| x.reshape(&matmul_view(x.shape()));
+                    matmul::matmul(rec, &v(t(a))?, &v(t(b))?, &v(t(out))?, *trans_a, *trans_b)?;
+                }
+                Node::Softmax { x, scale, out } => {
+                    softmax::softmax_rows(rec, t(x), t(out), *scale)?
+                }
+                Node::SoftmaxGrad { y, dy, scale, out } => {
+                    softmax::softmax_rows_vjp(rec, t(y), t(dy), t(out), *scale)?
+                }
+                Node::LinearInputGrad { dy, w, out } => {
+                    matmul::matmul(rec, t(dy), p(w), t(out), false, false)?
+                }
             }
         }
         Ok(())

@@ -1,1 +1,129 @@
-//! (being written)
+//! Softmax over the last axis with scaled logits, and its VJP. With the batched
+//! [`matmul`](super::matmul::matmul) this makes single-head attention over any number of
+//! channels (CompVis' `AttnBlock`: softmax(q^T k / sqrt(C)) with C = 512, wider than the fused
+//! attention kernel's head size), and the VJP of that attention composed from matmuls.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{expect_disjoint, expect_f32, to_u32};
+use crate::error::{GpuError, Result};
+use crate::kernels::{Bind, Kernel};
+use crate::recorder::Recorder;
+use crate::tensor::Tensor;
+
+/// Invocations per row; a power of two (the shader reduces with a tree).
+const WG: u32 = 256;
+
+/// Most loop iterations one invocation may run (three passes over its share of a row), well
+/// below lavapipe's limit of 65535 per invocation.
+const LOOP_BUDGET: usize = 24_000;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// (rows, cols) of `t` viewed as [rows, last axis], after checking every tensor has its shape.
+fn prepare(op: &'static str, t: (&str, &Tensor), others: &[(&str, &Tensor)]) -> Result<Params> {
+    let (name, t) = t;
+    let shape = t.shape();
+    let Some(&cols) = shape.last() else {
+        return Err(GpuError::shape(
+            op,
+            format!("{name} must have at least one dimension"),
+        ));
+    };
+    expect_f32(op, name, t)?;
+    for (n, o) in others {
+        expect_f32(op, n, o)?;
+        if o.shape() != shape {
+            return Err(GpuError::shape(
+                op,
+                format!(
+                    "{n} has shape {:?}, expected {shape:?} like {name}",
+                    o.shape()
+                ),
+            ));
+        }
+    }
+    to_u32(op, "element count", t.numel())?;
+    if cols.div_ceil(WG as usize) * 3 > LOOP_BUDGET {
+        return Err(GpuError::shape(
+            op,
+            format!(
+                "rows of {cols} elements are too long (at most {})",
+                LOOP_BUDGET / 3 * WG as usize
+            ),
+        ));
+    }
+    let rows = t.numel().checked_div(cols).unwrap_or(0);
+    Ok(Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        scale: 0.0,
+        _pad: 0,
+    })
+}
+
+fn check_scale(op: &'static str, scale: f32) -> Result<()> {
+    if !scale.is_finite() {
+        return Err(GpuError::shape(op, format!("scale {scale} must be finite")));
+    }
+    Ok(())
+}
+
+/// out[.., j] = exp(scale x[.., j]) / sum_k exp(scale x[.., k]) along the last axis; x and out
+/// have the same shape (any rank >= 1).
+pub fn softmax_rows(rec: &mut Recorder, x: &Tensor, out: &Tensor, scale: f32) -> Result<()> {
+    let op = "softmax_rows";
+    check_scale(op, scale)?;
+    let mut p = prepare(op, ("x", x), &[("out", out)])?;
+    expect_disjoint(op, out, &[x])?;
+    p.scale = scale;
+    if p.rows == 0 {
+        return Ok(());
+    }
+    rec.dispatch(
+        &Kernel::new("softmax", "softmax_rows").with(&[("WG", WG as f64)]),
+        &[
+            Bind::Params(bytemuck::bytes_of(&p)),
+            Bind::Tensor(x),
+            Bind::Tensor(out),
+        ],
+        rec.gpu().grid(p.rows),
+    )
+}
+
+/// The VJP of [`softmax_rows`] with respect to x, from the forward's output y:
+/// dx = scale * y * (dy - sum_k dy[.., k] y[.., k]) along the last axis. y, dy and dx have the
+/// same shape.
+pub fn softmax_rows_vjp(
+    rec: &mut Recorder,
+    y: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+    scale: f32,
+) -> Result<()> {
+    let op = "softmax_rows_vjp";
+    check_scale(op, scale)?;
+    let mut p = prepare(op, ("y", y), &[("dy", dy), ("dx", dx)])?;
+    expect_disjoint(op, dx, &[y, dy])?;
+    p.scale = scale;
+    if p.rows == 0 {
+        return Ok(());
+    }
+    rec.dispatch(
+        &Kernel::new("softmax", "softmax_rows_vjp").with(&[("WG", WG as f64)]),
+        &[
+            Bind::Params(bytemuck::bytes_of(&p)),
+            Bind::Tensor(y),
+            Bind::Tensor(dy),
+            Bind::Tensor(dx),
+        ],
+        rec.gpu().grid(p.rows),
+    )
+}
