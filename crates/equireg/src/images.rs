@@ -94,8 +94,11 @@ pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
         }
     }
     let mut bytes = Vec::new();
-    buf.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| Error::io(path, format!("cannot encode PNG: {e}")))?;
+    buf.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| Error::io(path, format!("cannot encode PNG: {e}")))?;
     equireg_nn::io::write_atomic(path, &bytes)
         .map_err(|e| Error::io(path, format!("cannot write: {e}")))
 }
@@ -225,7 +228,7 @@ pub fn from_model(data: &[f32], n: usize, h: usize, w: usize) -> Vec<RgbImage> {
             width: w,
             data: data[k * per..(k + 1) * per]
                 .iter()
-                .map(|v| ((v.clamp(-1.0, 1.0) + 1.0) * 0.5))
+                .map(|v| (v.clamp(-1.0, 1.0) + 1.0) * 0.5)
                 .collect(),
         })
         .collect()
