@@ -183,7 +183,7 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
     };
     let adapter = gpu.caps().adapter_name.clone();
     let equireg_cfg = task.equireg.config(args.equireg.as_deref().unwrap_or(""))?;
-    let mpe = mpe::from_spec(&equireg_cfg.mpe, &unet)?;
+    let mpe = mpe::from_spec(gpu, &equireg_cfg.mpe, &unet)?;
     let mut variants = Vec::new();
     if args.no_equireg || args.compare {
         variants.push(Variant {

@@ -4,6 +4,8 @@
 
 use equireg_gpu::ops::diffusion::{StepState, TweedieOptions, posterior_step, x0_cotangent};
 use equireg_gpu::ops::elementwise::axpby;
+use std::path::Path;
+
 use equireg_gpu::{DType, Gpu, Recorder, Tensor};
 use equireg_nn::{UNet, UNetRun};
 
@@ -165,23 +167,89 @@ impl MpeRun for DenoiserRun<'_> {
     }
 }
 
+/// A network MPE function (equireg_nn's CompVis first-stage encoder or EquiReg's SmallCNN).
+pub struct NetworkMpe {
+    pub net: equireg_nn::mpe::Mpe,
+    pub label: String,
+}
+
+impl NetworkMpe {
+    /// Loads `DIR/config.json` and `DIR/weights.safetensors` (what tools/convert_mpe.py and
+    /// tools/train_mpe.py write).
+    pub fn load(gpu: &Gpu, dir: &Path) -> Result<Self> {
+        let net = equireg_nn::mpe::Mpe::load(
+            gpu,
+            &dir.join("config.json"),
+            &dir.join("weights.safetensors"),
+        )?;
+        Ok(Self {
+            label: format!("{} ({})", net.config().kind(), dir.display()),
+            net,
+        })
+    }
+}
+
+struct NetworkRun<'a> {
+    net: &'a equireg_nn::mpe::Mpe,
+    run: equireg_nn::mpe::MpeRun,
+}
+
+impl Mpe for NetworkMpe {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    fn plan(&self, gpu: &Gpu, batch: usize, h: usize, w: usize) -> Result<Box<dyn MpeRun + '_>> {
+        let run = self.net.plan_with_vjp(gpu, batch, h, w)?;
+        // Fail here rather than at the first firing step.
+        run.cotangent()?;
+        run.input_grad()?;
+        Ok(Box::new(NetworkRun { net: &self.net, run }))
+    }
+}
+
+impl MpeRun for NetworkRun<'_> {
+    fn input(&self) -> &Tensor {
+        self.run.input()
+    }
+    fn output(&self) -> &Tensor {
+        self.run.output()
+    }
+    fn cotangent(&self) -> &Tensor {
+        self.run.cotangent().expect("planned with the VJP")
+    }
+    fn input_grad(&self) -> &Tensor {
+        self.run.input_grad().expect("planned with the VJP")
+    }
+    fn record_forward(&self, rec: &mut Recorder) -> Result<()> {
+        Ok(self.run.record_forward(rec, self.net)?)
+    }
+    fn record_vjp(&self, rec: &mut Recorder) -> Result<()> {
+        Ok(self.run.record_vjp(rec, self.net)?)
+    }
+}
+
 /// The MPE function a spec names: `denoiser` or `denoiser:T` (the diffusion model's own x0
-/// estimate at training timestep T, default 100).
-pub fn from_spec<'a>(spec: &str, unet: &'a UNet) -> Result<Box<dyn Mpe + 'a>> {
+/// estimate at training timestep T, default 100), or a folder with an MPE network's
+/// `config.json` and `weights.safetensors`.
+pub fn from_spec<'a>(gpu: &Gpu, spec: &str, unet: &'a UNet) -> Result<Box<dyn Mpe + 'a>> {
     let spec = spec.trim();
     if let Some(rest) = spec.strip_prefix("denoiser") {
         let t = match rest.strip_prefix(':') {
             None if rest.is_empty() => 100,
             Some(t) => t.parse().map_err(|_| {
-                Error::invalid(format!(
-                    "MPE {spec:?}: expected denoiser:T with T in 0..1000"
-                ))
+                Error::invalid(format!("MPE {spec:?}: expected denoiser:T with T in 0..1000"))
             })?,
             None => return Err(Error::invalid(format!("unknown MPE {spec:?}"))),
         };
         return Ok(Box::new(Denoiser::new(unet, t)?));
     }
-    Err(Error::invalid(format!(
-        "MPE {spec:?}: expected denoiser[:T] (networks from weight files come with the MPE loader)"
-    )))
+    let dir = Path::new(spec);
+    if !dir.is_dir() {
+        return Err(Error::invalid(format!(
+            "MPE {spec:?}: expected denoiser[:T] or a folder holding config.json and \
+             weights.safetensors"
+        )));
+    }
+    Ok(Box::new(NetworkMpe::load(gpu, dir)?))
 }
