@@ -107,3 +107,168 @@ fn dps_with_equireg_stays_on_the_gpu_and_repeats_bit_for_bit() {
     );
     assert!(p.iter().all(|v| v.is_finite()));
 }
+
+/// The penalty and its gradient with respect to x_t, through f, the clamp and the UNet, against
+/// tools/make_equireg_fixtures.py (float64 PyTorch restatement of the reference semantics):
+/// every form, reduction, group kind and MPE type.
+#[test]
+fn penalty_and_gradient_match_the_pytorch_restatement() {
+    use equireg::mpe::{Mpe, NetworkMpe};
+    use equireg_gpu::DType;
+    use equireg_gpu::ops::diffusion::{StepState, TweedieOptions, posterior_step, x0_cotangent};
+    use equireg_gpu::ops::elementwise::{add, fill};
+    use equireg_nn::mpe::{Mpe as Net, MpeConfig};
+
+    let g = gpu();
+    let ucfg = UNetConfig::preset("tiny32").unwrap();
+    let unet = UNet::new(
+        &g,
+        &ucfg,
+        &synthetic::weights(5, &UNet::weight_spec(&ucfg).unwrap()),
+    )
+    .unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/equireg");
+    let cases: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("cases.json")).unwrap()).unwrap();
+    assert_eq!(cases.len(), 13);
+    for case in cases {
+        let dir = root.join(&case);
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let n = meta["batch"].as_u64().unwrap() as usize;
+        let mpe_name = meta["mpe"].as_str().unwrap();
+        let network;
+        let denoiser;
+        let mpe: &dyn Mpe = if let Some(t) = mpe_name.strip_prefix("denoiser:") {
+            denoiser = Denoiser::new(&unet, t.parse().unwrap()).unwrap();
+            &denoiser
+        } else {
+            let cfg = MpeConfig::preset(mpe_name).unwrap();
+            let net = Net::new(&g, &cfg, &Net::synthetic_weights(&cfg, 3).unwrap()).unwrap();
+            network = NetworkMpe {
+                net,
+                label: mpe_name.into(),
+            };
+            &network
+        };
+        let settings = format!(
+            "group={},alpha={},form={},reduction={},schedule=every",
+            meta["group"].as_str().unwrap(),
+            meta["alpha"],
+            meta["form"].as_str().unwrap(),
+            meta["reduction"].as_str().unwrap()
+        );
+        let cfg = EquiRegConfig::default().with_settings(&settings).unwrap();
+        let mut reg = EquiReg::new(&g, cfg, mpe, [n, 3, 32, 32]).unwrap();
+        reg.set_seed(meta["draw_seed"].as_u64().unwrap());
+
+        // x0 from the UNet at the fixture's timestep, then the penalty's gradient pulled back to
+        // x_t: the same kernels the solver records.
+        let run = unet.plan_with_vjp(&g, n, 32, 32).unwrap();
+        let (_, x_t) = equireg_nn::npy::read_f32(&dir.join("x_t.npy")).unwrap();
+        g.write(run.input(), &x_t).unwrap();
+        let t = meta["t_model"].as_f64().unwrap();
+        let abar = equireg::schedule::Diffusion::new(
+            equireg::schedule::BetaSchedule::Linear,
+            1000,
+            "1000",
+        )
+        .unwrap()
+        .alphas_cumprod[t as usize];
+        let row = [
+            t as f32,
+            (1.0 / abar).sqrt() as f32,
+            (1.0 / abar - 1.0).sqrt() as f32,
+            1.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+        ];
+        let table = g.upload(&[1, 8], &row).unwrap();
+        let zero = g.upload_u32(&[1], &[0]).unwrap();
+        // The element is drawn from the step counter: the fixture's row.
+        let step = g
+            .upload_u32(&[1], &[meta["row"].as_u64().unwrap() as u32])
+            .unwrap();
+        g.write(run.timesteps(), &vec![t as f32; n]).unwrap();
+        let shape = [n, 3, 32, 32];
+        let t0 = |_: ()| g.alloc(&shape, DType::F32).unwrap();
+        let (x0, prev, noise, dx0, direct, grad) = (t0(()), t0(()), t0(()), t0(()), t0(()), t0(()));
+        let st = StepState {
+            table: &table,
+            step: &zero,
+        };
+        let mut rec = g.recorder();
+        run.record_forward(&mut rec, &unet).unwrap();
+        fill(&mut rec, &noise, 0.0).unwrap();
+        let opts = TweedieOptions {
+            learned_variance: false,
+            clip: true,
+        };
+        posterior_step(
+            &mut rec,
+            st,
+            run.input(),
+            run.output(),
+            &noise,
+            &x0,
+            &prev,
+            opts,
+        )
+        .unwrap();
+        fill(&mut rec, &dx0, 0.0).unwrap();
+        reg.record(&mut rec, &x0, &dx0, &step).unwrap();
+        x0_cotangent(
+            &mut rec,
+            st,
+            run.input(),
+            run.output(),
+            &dx0,
+            run.cotangent().unwrap(),
+            &direct,
+            true,
+        )
+        .unwrap();
+        run.record_vjp(&mut rec, &unet).unwrap();
+        add(&mut rec, &direct, run.input_grad().unwrap(), &grad).unwrap();
+        rec.submit().unwrap();
+
+        let element = g.download_u32(reg.element()).unwrap();
+        let want_el: Vec<i64> = meta["element"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            [
+                element[0] as i64,
+                element[1] as i32 as i64,
+                element[2] as i32 as i64
+            ],
+            [want_el[0], want_el[1], want_el[2]],
+            "{case}: drawn element"
+        );
+        let pen = g.download(reg.value()).unwrap();
+        for (k, want) in meta["penalty"].as_array().unwrap().iter().enumerate() {
+            let want = want.as_f64().unwrap();
+            assert!(
+                (pen[k] as f64 - want).abs() <= 1e-3 * want.abs().max(1e-6),
+                "{case}: penalty of sample {k}: {} vs {want}",
+                pen[k]
+            );
+        }
+        let got = g.download(&grad).unwrap();
+        let (_, want) = equireg_nn::npy::read_f32(&dir.join("grad.npy")).unwrap();
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+        let err = (num / den).sqrt();
+        eprintln!("{case}: penalty {pen:?}, gradient relative L2 {err:.2e}");
+        assert!(err < 1e-3, "{case}: gradient relative L2 error {err:.3e}");
+    }
+}

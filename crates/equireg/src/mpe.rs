@@ -204,7 +204,10 @@ impl Mpe for NetworkMpe {
         // Fail here rather than at the first firing step.
         run.cotangent()?;
         run.input_grad()?;
-        Ok(Box::new(NetworkRun { net: &self.net, run }))
+        Ok(Box::new(NetworkRun {
+            net: &self.net,
+            run,
+        }))
     }
 }
 
@@ -238,7 +241,9 @@ pub fn from_spec<'a>(gpu: &Gpu, spec: &str, unet: &'a UNet) -> Result<Box<dyn Mp
         let t = match rest.strip_prefix(':') {
             None if rest.is_empty() => 100,
             Some(t) => t.parse().map_err(|_| {
-                Error::invalid(format!("MPE {spec:?}: expected denoiser:T with T in 0..1000"))
+                Error::invalid(format!(
+                    "MPE {spec:?}: expected denoiser:T with T in 0..1000"
+                ))
             })?,
             None => return Err(Error::invalid(format!("unknown MPE {spec:?}"))),
         };

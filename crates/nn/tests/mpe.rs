@@ -19,25 +19,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The synthetic weights of tools/make_mpe_fixtures.py: tools/synthetic.py's tensors, with
-/// BatchNorm running_var = 1 + 0.5 v (computed in f64 from the f32 draw) so it is positive.
-fn synthetic_weights(cfg: &MpeConfig, seed: u64) -> Weights {
-    let spec = Mpe::weight_spec(cfg).unwrap();
-    let mut w = synthetic::weights(seed, &spec);
-    for (name, shape) in &spec {
-        if name.ends_with("running_var") {
-            let v = synthetic::tensor(seed, name, shape)
-                .iter()
-                .map(|&v| (1.0 + 0.5 * v as f64) as f32)
-                .collect();
-            w.insert(name, shape, v);
-        }
-    }
-    w
-}
-
 fn synthetic_mpe(g: &Gpu, cfg: &MpeConfig, seed: u64) -> Mpe {
-    Mpe::new(g, cfg, &synthetic_weights(cfg, seed)).unwrap()
+    Mpe::new(g, cfg, &Mpe::synthetic_weights(cfg, seed).unwrap()).unwrap()
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
@@ -242,7 +225,7 @@ fn missing_extra_and_misshaped_weights_are_one_clear_error() {
     let g = gpu();
     let cfg = MpeConfig::preset("ldm-tiny").unwrap();
     let spec = Mpe::weight_spec(&cfg).unwrap();
-    let mut w = synthetic_weights(&cfg, 0);
+    let mut w = Mpe::synthetic_weights(&cfg, 0).unwrap();
     let mut pruned = Weights::new();
     for (name, shape) in &spec {
         match name.as_str() {
@@ -274,7 +257,7 @@ fn missing_extra_and_misshaped_weights_are_one_clear_error() {
     let spec = Mpe::weight_spec(&cfg).unwrap();
     assert!(spec.iter().any(|(n, _)| n == "features.4.running_mean"));
     assert!(!spec.iter().any(|(n, _)| n.contains("num_batches_tracked")));
-    w = synthetic_weights(&cfg, 0);
+    w = Mpe::synthetic_weights(&cfg, 0).unwrap();
     w.insert("features.7.running_var", &[256], vec![-1.0; 256]);
     let e = Mpe::new(&g, &cfg, &w).err().expect("refused").to_string();
     assert!(e.contains("features.7.running_var holds -1"), "{e}");
@@ -332,7 +315,8 @@ fn load_reads_a_config_and_a_safetensors_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = MpeConfig::preset("ldm-tiny").unwrap();
     std::fs::write(dir.join("config.json"), cfg.to_json()).unwrap();
-    synthetic_weights(&cfg, 1)
+    Mpe::synthetic_weights(&cfg, 1)
+        .unwrap()
         .save(&dir.join("weights.safetensors"))
         .unwrap();
     let mpe = Mpe::load(

@@ -349,6 +349,24 @@ impl Mpe {
     /// The tensors a weights file must hold for `config` (names and shapes of the reference
     /// state dict), in construction order. SmallCNN's include the BatchNorm parameters and
     /// running statistics, which are folded into the convolutions on load.
+    /// The synthetic weights that tools/make_mpe_fixtures.py also builds: tools/synthetic.py's
+    /// tensors, with BatchNorm running_var = 1 + 0.5 v (in f64 from the f32 draw) so that it is
+    /// positive. For parity fixtures and benchmarks; they compute nothing meaningful.
+    pub fn synthetic_weights(config: &MpeConfig, seed: u64) -> Result<Weights> {
+        let spec = Mpe::weight_spec(config)?;
+        let mut w = crate::synthetic::weights(seed, &spec);
+        for (name, shape) in &spec {
+            if name.ends_with("running_var") {
+                let v = crate::synthetic::tensor(seed, name, shape)
+                    .iter()
+                    .map(|&v| (1.0 + 0.5 * v as f64) as f32)
+                    .collect();
+                w.insert(name, shape, v);
+            }
+        }
+        Ok(w)
+    }
+
     pub fn weight_spec(config: &MpeConfig) -> Result<WeightSpec> {
         config.validate()?;
         Ok(match config {
