@@ -516,4 +516,8 @@ impl Operator for Blur {
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {
         Some((y.to_vec(), self.input))
     }
+
+    fn parameters(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+        vec![("kernel", vec![self.size(), self.size()], self.kernel().to_vec())]
+    }
 }

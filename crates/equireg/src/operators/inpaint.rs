@@ -165,4 +165,8 @@ impl Operator for Inpaint {
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {
         Some((y.to_vec(), self.input))
     }
+
+    fn parameters(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+        vec![("mask", vec![self.input[2], self.input[3]], self.mask.clone())]
+    }
 }
