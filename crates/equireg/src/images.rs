@@ -1,14 +1,17 @@
-//! Image files in and out (PNG, JPEG), the size policy, model-range batches and comparison
-//! grids. Images are planar RGB (CHW) f32 in [0, 1]; the models see NCHW in [-1, 1].
+//! Image files in and out, and the size policies that make an image fit a model.
+//!
+//! Images are [`RgbImage`]s: planar (CHW) f32 with 3 channels and values in [0, 1]. The models
+//! take NCHW batches in [-1, 1] ([`to_model_batch`], [`from_model`]). Nothing here changes an
+//! image's size unless the caller asked for it with a [`SizePolicy`].
 
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
-use image::{DynamicImage, Rgb32FImage};
+use image::{ColorType, DynamicImage, ImageBuffer, ImageReader, Rgb, imageops::FilterType};
 
 use crate::{Error, Result};
 
-/// A planar RGB image, values in [0, 1], `data` of length 3 * height * width (CHW).
+/// An RGB image, planar: channel `c`, row `y`, column `x` is `data[(c * height + y) * width + x]`.
+/// Values are in [0, 1] (what [`load_rgb`] gives and [`save_png`] expects).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RgbImage {
     pub height: usize,
@@ -17,262 +20,423 @@ pub struct RgbImage {
 }
 
 impl RgbImage {
+    /// Checks that `data` holds `3 * height * width` values and the image is not empty.
     pub fn new(height: usize, width: usize, data: Vec<f32>) -> Result<Self> {
-        if data.len() != 3 * height * width {
-            return Err(Error::invalid(format!(
-                "{} values for a 3x{height}x{width} image",
-                data.len()
-            )));
-        }
-        Ok(Self {
+        let img = RgbImage {
             height,
             width,
             data,
-        })
+        };
+        img.check()?;
+        Ok(img)
     }
 
-    fn from_dynamic(img: &DynamicImage) -> Self {
-        // to_rgb32f drops alpha and expands gray, scaling 8- and 16-bit values to [0, 1].
-        let rgb = img.to_rgb32f();
-        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-        let mut data = vec![0.0; 3 * h * w];
-        for (i, px) in rgb.pixels().enumerate() {
-            for c in 0..3 {
-                data[c * h * w + i] = px.0[c];
-            }
-        }
-        Self {
-            height: h,
-            width: w,
-            data,
+    /// A `height x width` image with every value `value` (1.0: white).
+    pub fn filled(height: usize, width: usize, value: f32) -> Self {
+        RgbImage {
+            height,
+            width,
+            data: vec![value; 3 * height * width],
         }
     }
 
-    fn to_rgb32f(&self) -> Rgb32FImage {
-        let (h, w) = (self.height, self.width);
-        Rgb32FImage::from_fn(w as u32, h as u32, |x, y| {
-            let i = y as usize * w + x as usize;
-            image::Rgb([self.data[i], self.data[h * w + i], self.data[2 * h * w + i]])
-        })
+    /// An error unless the fields are consistent (the fields are public, so any function that
+    /// indexes an image first calls this).
+    pub fn check(&self) -> Result<()> {
+        if self.height == 0 || self.width == 0 {
+            return Err(Error::invalid(format!(
+                "empty image ({}x{}): height and width must be at least 1",
+                self.height, self.width
+            )));
+        }
+        let want = self
+            .height
+            .checked_mul(self.width)
+            .and_then(|p| p.checked_mul(3));
+        if want != Some(self.data.len()) {
+            return Err(Error::invalid(format!(
+                "an RGB image of {}x{} needs {} values (3 channels), it has {}",
+                self.height,
+                self.width,
+                3 * self.height * self.width,
+                self.data.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The value at channel `c`, row `y`, column `x`.
+    pub fn get(&self, c: usize, y: usize, x: usize) -> f32 {
+        self.data[(c * self.height + y) * self.width + x]
+    }
+
+    /// `[height, width]`.
+    pub fn size(&self) -> [usize; 2] {
+        [self.height, self.width]
     }
 }
 
-/// Reads a PNG or JPEG: alpha is dropped, gray is expanded to RGB, 16-bit is kept to f32.
+/// Reads a PNG or JPEG file (8 or 16 bits per channel) as RGB in [0, 1]: an alpha channel is
+/// dropped (not composited), gray is copied to the three channels. The format is taken from the
+/// file's content, not its name. An 8-bit value `v` becomes `f32(v / 255)` (rounded once from
+/// f64, as numpy's `(u8 / 255).astype(float32)`), a 16-bit one `f32(v / 65535)`.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, format!("cannot open: {e}")))?
+    let reader = ImageReader::open(path)
+        .map_err(|e| Error::io(path, format!("cannot open the image: {e}")))?
         .with_guessed_format()
-        .map_err(|e| Error::io(path, format!("cannot read: {e}")))?;
+        .map_err(|e| Error::io(path, format!("cannot read the image: {e}")))?;
     match reader.format() {
-        Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg) => {}
-        Some(f) => {
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
+        Some(other) => {
             return Err(Error::io(
                 path,
-                format!("{f:?} images are not supported (PNG or JPEG)"),
+                format!("{other:?} images are not supported; use PNG or JPEG"),
             ));
         }
-        None => return Err(Error::io(path, "not a PNG or JPEG image")),
-    }
-    let img = reader
-        .decode()
-        .map_err(|e| Error::io(path, format!("cannot decode: {e}")))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(Error::io(path, "the image is empty"));
-    }
-    Ok(RgbImage::from_dynamic(&img))
-}
-
-/// Writes an 8-bit RGB PNG atomically (a temporary file in the same folder, then a rename), so
-/// an interrupted run never leaves a file that looks complete. Values are clamped to [0, 1]
-/// and rounded.
-pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
-    let (h, w) = (img.height, img.width);
-    let mut buf = image::RgbImage::new(w as u32, h as u32);
-    for (i, px) in buf.pixels_mut().enumerate() {
-        for c in 0..3 {
-            px.0[c] = (img.data[c * h * w + i].clamp(0.0, 1.0) * 255.0).round() as u8;
+        None => {
+            return Err(Error::io(
+                path,
+                "not a PNG or JPEG image (unrecognised content)",
+            ));
         }
     }
-    let mut bytes = Vec::new();
-    buf.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| Error::io(path, format!("cannot encode PNG: {e}")))?;
-    equireg_nn::io::write_atomic(path, &bytes)
-        .map_err(|e| Error::io(path, format!("cannot write: {e}")))
+    let dynimg = reader
+        .decode()
+        .map_err(|e| Error::io(path, format!("cannot decode the image (corrupt?): {e}")))?;
+    from_dynamic(&dynimg).map_err(|e| match e {
+        Error::Invalid(m) => Error::io(path, m),
+        other => other,
+    })
 }
 
-/// The PNG and JPEG files of a folder, sorted by name.
+fn from_dynamic(dynimg: &DynamicImage) -> Result<RgbImage> {
+    let (w, h) = (dynimg.width() as usize, dynimg.height() as usize);
+    let interleaved: Vec<f32> = match dynimg.color() {
+        ColorType::L16 | ColorType::La16 | ColorType::Rgb16 | ColorType::Rgba16 => dynimg
+            .to_rgb16()
+            .into_raw()
+            .into_iter()
+            .map(|v| (v as f64 / 65535.0) as f32)
+            .collect(),
+        ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8 => dynimg
+            .to_rgb8()
+            .into_raw()
+            .into_iter()
+            .map(|v| (v as f64 / 255.0) as f32)
+            .collect(),
+        other => {
+            return Err(Error::invalid(format!(
+                "pixel format {other:?} is not supported; use 8- or 16-bit gray, RGB or RGBA"
+            )));
+        }
+    };
+    RgbImage::new(h, w, hwc_to_chw(&interleaved, h, w))
+}
+
+fn hwc_to_chw(src: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0.0; 3 * h * w];
+    for (p, px) in src.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * h * w + p] = px[c];
+        }
+    }
+    out
+}
+
+fn chw_to_hwc(src: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0.0; 3 * h * w];
+    for p in 0..h * w {
+        for c in 0..3 {
+            out[3 * p + c] = src[c * h * w + p];
+        }
+    }
+    out
+}
+
+/// Writes an 8-bit RGB PNG: values are clamped to [0, 1] and rounded to the nearest of the 256
+/// levels. The file appears complete or not at all: the bytes go to a temporary file in the same
+/// directory, which is then renamed. Non-finite values are an error (a diverged sample should not
+/// become a black picture).
+pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
+    img.check()?;
+    let bad = img.data.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(Error::io(
+            path,
+            format!("not written: the image has {bad} NaN or infinite values"),
+        ));
+    }
+    let (w, h) = to_u32_size(img.width, img.height)?;
+    let bytes: Vec<u8> = chw_to_hwc(&img.data, img.height, img.width)
+        .into_iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        &bytes,
+        w,
+        h,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| Error::io(path, format!("cannot encode the PNG: {e}")))?;
+    equireg_nn::io::write_atomic(path, &png)
+        .map_err(|e| Error::io(path, format!("cannot write the file: {e}")))
+}
+
+fn to_u32_size(w: usize, h: usize) -> Result<(u32, u32)> {
+    match (u32::try_from(w), u32::try_from(h)) {
+        (Ok(w), Ok(h)) => Ok((w, h)),
+        _ => Err(Error::invalid(format!("image of {h}x{w} is too large"))),
+    }
+}
+
+/// The PNG and JPEG files (`.png`, `.jpg`, `.jpeg`, any case) directly in `dir`, sorted by path.
+/// An error when the directory cannot be read or holds none.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Error::io(dir, format!("cannot list: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension().is_some_and(|x| {
-                    let x = x.to_ascii_lowercase();
-                    x == "png" || x == "jpg" || x == "jpeg"
-                })
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::io(dir, "no PNG or JPEG images in this folder"));
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| Error::io(dir, format!("cannot list: {e}")))?
+            .path();
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) && path.is_file() {
+            out.push(path);
+        }
     }
-    Ok(files)
+    if out.is_empty() {
+        return Err(Error::io(
+            dir,
+            "no images here (looked for .png, .jpg and .jpeg files)",
+        ));
+    }
+    out.sort();
+    Ok(out)
 }
 
-/// How images whose sides are not multiples of the network's factor are handled.
-#[derive(Clone, Debug, PartialEq)]
+/// What [`fit`] does with an image whose sides are not multiples of what the model needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SizePolicy {
-    /// Refuse them.
+    /// Refuse: an error unless both sides already are multiples.
     Strict,
-    /// Resize (Catmull-Rom, antialiased when shrinking) to the given [h, w], or to the nearest
-    /// allowed sides.
+    /// Resample (Lanczos3, antialiased when shrinking) to `[height, width]`, or when `None` to
+    /// the nearest multiples of each side (at least one multiple).
     Resize(Option<[usize; 2]>),
-    /// Centre-crop to the given [h, w], or to the largest allowed sides.
+    /// Cut out the centre `[height, width]`, or when `None` the largest multiples that fit.
     Crop(Option<[usize; 2]>),
 }
 
-fn nearest_multiple(v: usize, m: usize) -> usize {
-    (((v as f64 / m as f64).round() as usize).max(1)) * m
-}
-
-/// Applies the size policy; never changes an image silently (Strict refuses).
+/// Makes `img` fit a model whose input sides must be multiples of `multiple`, as `policy` says.
+/// An image that already has the requested size is returned unchanged (a copy). Every change is
+/// logged at info level.
 pub fn fit(img: &RgbImage, multiple: usize, policy: &SizePolicy) -> Result<RgbImage> {
+    img.check()?;
+    if multiple == 0 {
+        return Err(Error::invalid("the size multiple must be at least 1"));
+    }
     let (h, w) = (img.height, img.width);
-    let m = multiple.max(1);
-    let check = |[th, tw]: [usize; 2]| -> Result<()> {
-        if th == 0 || tw == 0 || th % m != 0 || tw % m != 0 {
+    let is_mult = |s: usize| s.is_multiple_of(multiple);
+    let check_target = |t: [usize; 2], what: &str| -> Result<()> {
+        if t[0] == 0 || t[1] == 0 || !is_mult(t[0]) || !is_mult(t[1]) {
             return Err(Error::invalid(format!(
-                "target size {th}x{tw}: sides must be positive multiples of {m}"
+                "{what} size {}x{} must be positive multiples of {multiple}",
+                t[0], t[1]
             )));
         }
         Ok(())
     };
-    match policy {
+    let target = match policy {
         SizePolicy::Strict => {
-            if h % m != 0 || w % m != 0 {
-                return Err(Error::invalid(format!(
-                    "the image is {h}x{w}; the network needs sides that are multiples of {m}: \
-                     pass --resize or --crop"
-                )));
-            }
-            Ok(img.clone())
-        }
-        SizePolicy::Resize(target) => {
-            let [th, tw] = target.unwrap_or([nearest_multiple(h, m), nearest_multiple(w, m)]);
-            check([th, tw])?;
-            if [th, tw] == [h, w] {
+            if is_mult(h) && is_mult(w) {
                 return Ok(img.clone());
             }
-            let resized = image::imageops::resize(
-                &img.to_rgb32f(),
-                tw as u32,
-                th as u32,
-                FilterType::CatmullRom,
-            );
-            let mut out = RgbImage::from_dynamic(&DynamicImage::ImageRgb32F(resized));
-            out.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
-            Ok(out)
+            return Err(Error::invalid(format!(
+                "the image is {h}x{w} (height x width) but the model needs both sides to be \
+                 multiples of {multiple}; pass --resize or --crop to change its size"
+            )));
         }
-        SizePolicy::Crop(target) => {
-            let [th, tw] = target.unwrap_or([h / m * m, w / m * m]);
-            check([th, tw])?;
-            if th > h || tw > w {
+        SizePolicy::Resize(t) => {
+            let t = t.unwrap_or_else(|| {
+                let near = |s: usize| ((s + multiple / 2) / multiple).max(1) * multiple;
+                [near(h), near(w)]
+            });
+            check_target(t, "resize")?;
+            t
+        }
+        SizePolicy::Crop(t) => {
+            let t = match t {
+                Some(t) => *t,
+                None => {
+                    if h < multiple || w < multiple {
+                        return Err(Error::invalid(format!(
+                            "cannot crop: the image is {h}x{w}, smaller than the multiple \
+                             {multiple}; pass --resize instead"
+                        )));
+                    }
+                    [h / multiple * multiple, w / multiple * multiple]
+                }
+            };
+            check_target(t, "crop")?;
+            if t[0] > h || t[1] > w {
                 return Err(Error::invalid(format!(
-                    "cannot crop a {h}x{w} image to {th}x{tw}"
+                    "cannot crop {}x{} out of an image of {h}x{w}",
+                    t[0], t[1]
                 )));
             }
-            let (top, left) = ((h - th) / 2, (w - tw) / 2);
-            let mut data = Vec::with_capacity(3 * th * tw);
-            for c in 0..3 {
-                for y in top..top + th {
-                    let row = c * h * w + y * w;
-                    data.extend_from_slice(&img.data[row + left..row + left + tw]);
-                }
-            }
-            RgbImage::new(th, tw, data)
+            t
         }
+    };
+    if target == [h, w] {
+        return Ok(img.clone());
+    }
+    let out = match policy {
+        SizePolicy::Crop(_) => center_crop(img, target),
+        _ => resize(img, target)?,
+    };
+    log::info!(
+        "image {h}x{w} {} to {}x{}",
+        if matches!(policy, SizePolicy::Crop(_)) {
+            "cropped"
+        } else {
+            "resized"
+        },
+        target[0],
+        target[1]
+    );
+    Ok(out)
+}
+
+fn center_crop(img: &RgbImage, [th, tw]: [usize; 2]) -> RgbImage {
+    let (y0, x0) = ((img.height - th) / 2, (img.width - tw) / 2);
+    let mut data = Vec::with_capacity(3 * th * tw);
+    for c in 0..3 {
+        for y in 0..th {
+            let row = (c * img.height + y0 + y) * img.width + x0;
+            data.extend_from_slice(&img.data[row..row + tw]);
+        }
+    }
+    RgbImage {
+        height: th,
+        width: tw,
+        data,
     }
 }
 
-/// NCHW in [-1, 1] for the model; all images must have one size.
+fn resize(img: &RgbImage, [th, tw]: [usize; 2]) -> Result<RgbImage> {
+    let (w, h) = to_u32_size(img.width, img.height)?;
+    let (ntw, nth) = to_u32_size(tw, th)?;
+    let buf: ImageBuffer<Rgb<f32>, Vec<f32>> =
+        ImageBuffer::from_raw(w, h, chw_to_hwc(&img.data, img.height, img.width))
+            .ok_or_else(|| Error::invalid("image buffer size mismatch"))?;
+    let out = image::imageops::resize(&buf, ntw, nth, FilterType::Lanczos3);
+    // Lanczos overshoots at edges; the result must stay a valid [0, 1] image.
+    let data: Vec<f32> = out
+        .into_raw()
+        .into_iter()
+        .map(|v| v.clamp(0.0, 1.0))
+        .collect();
+    Ok(RgbImage {
+        height: th,
+        width: tw,
+        data: hwc_to_chw(&data, th, tw),
+    })
+}
+
+/// The images as one NCHW batch in [-1, 1] (`2 v - 1`). All must have the same size.
 pub fn to_model_batch(imgs: &[RgbImage]) -> Result<Vec<f32>> {
-    let Some(first) = imgs.first() else {
-        return Err(Error::invalid("no images"));
-    };
-    if let Some(other) = imgs
-        .iter()
-        .find(|i| (i.height, i.width) != (first.height, first.width))
-    {
+    let first = imgs
+        .first()
+        .ok_or_else(|| Error::invalid("no images to batch"))?;
+    let mut out = Vec::with_capacity(imgs.len() * first.data.len());
+    for (i, img) in imgs.iter().enumerate() {
+        img.check()?;
+        if img.size() != first.size() {
+            return Err(Error::invalid(format!(
+                "images of one batch must have the same size: image 0 is {}x{}, image {i} is \
+                 {}x{}",
+                first.height, first.width, img.height, img.width
+            )));
+        }
+        out.extend(img.data.iter().map(|v| 2.0 * v - 1.0));
+    }
+    Ok(out)
+}
+
+/// An NCHW batch of `n` RGB images of `h x w` in [-1, 1] back to images in [0, 1]
+/// (`(v + 1) / 2`, clamped; NaN stays NaN so that [`save_png`] refuses it).
+pub fn from_model(data: &[f32], n: usize, h: usize, w: usize) -> Result<Vec<RgbImage>> {
+    from_model_shape(data, [n, 3, h, w])
+}
+
+/// Like [`from_model`] for a batch of shape `[n, c, h, w]` with `c` 1 (gray, copied to the three
+/// channels: e.g. an operator's measurement picture) or 3.
+pub fn from_model_shape(data: &[f32], shape: [usize; 4]) -> Result<Vec<RgbImage>> {
+    let [n, c, h, w] = shape;
+    if c != 1 && c != 3 {
         return Err(Error::invalid(format!(
-            "a batch needs images of one size: {}x{} and {}x{}",
-            first.height, first.width, other.height, other.width
+            "a model batch {shape:?} must have 1 or 3 channels to become images"
         )));
     }
-    Ok(imgs
-        .iter()
-        .flat_map(|i| i.data.iter().map(|v| 2.0 * v - 1.0))
+    let need = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n == 0 || h == 0 || w == 0 || need != Some(data.len()) {
+        return Err(Error::invalid(format!(
+            "a model batch of shape {shape:?} needs n*c*h*w > 0 values, got {}",
+            data.len()
+        )));
+    }
+    let to01 = |v: f32| ((v + 1.0) * 0.5).clamp(0.0, 1.0);
+    Ok(data
+        .chunks_exact(c * h * w)
+        .map(|one| {
+            let data = if c == 3 {
+                one.iter().map(|&v| to01(v)).collect()
+            } else {
+                one.iter().chain(one).chain(one).map(|&v| to01(v)).collect()
+            };
+            RgbImage {
+                height: h,
+                width: w,
+                data,
+            }
+        })
         .collect())
 }
 
-/// Back from NCHW in [-1, 1] (clamped) to images in [0, 1].
-pub fn from_model(data: &[f32], n: usize, h: usize, w: usize) -> Vec<RgbImage> {
-    let per = 3 * h * w;
-    (0..n)
-        .map(|k| RgbImage {
-            height: h,
-            width: w,
-            data: data[k * per..(k + 1) * per]
-                .iter()
-                .map(|v| (v.clamp(-1.0, 1.0) + 1.0) * 0.5)
-                .collect(),
-        })
-        .collect()
-}
-
-/// Images side by side on white with `gap` pixels between them, each scaled up by an integer
-/// factor (nearest neighbour) towards the tallest height, so a 16x16 measurement shows beside
-/// 64x64 images.
-pub fn grid(images: &[&RgbImage], gap: usize) -> RgbImage {
-    let tallest = images.iter().map(|i| i.height).max().unwrap_or(1).max(1);
-    let scales: Vec<usize> = images
+/// The images side by side, left to right, `gap` white columns apart, on a white background.
+/// Each is enlarged by nearest neighbour with the integer factor `floor(H / height)`, `H` the
+/// tallest height, so a 16x16 measurement shows as large as the 64x64 images next to it; one
+/// whose height does not divide `H` is centred vertically.
+pub fn grid(images: &[&RgbImage], gap: usize) -> Result<RgbImage> {
+    if images.is_empty() {
+        return Err(Error::invalid("no images to put in a grid"));
+    }
+    for img in images {
+        img.check()?;
+    }
+    let tall = images.iter().map(|i| i.height).max().unwrap_or(0);
+    let factors: Vec<usize> = images.iter().map(|i| tall / i.height).collect();
+    let width = images
         .iter()
-        .map(|i| (tallest / i.height.max(1)).max(1))
-        .collect();
-    let width: usize = images
-        .iter()
-        .zip(&scales)
-        .map(|(i, s)| i.width * s)
+        .zip(&factors)
+        .map(|(i, f)| i.width * f)
         .sum::<usize>()
-        + gap * images.len().saturating_sub(1);
-    let height = images
-        .iter()
-        .zip(&scales)
-        .map(|(i, s)| i.height * s)
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let width = width.max(1);
-    let mut data = vec![1.0; 3 * height * width];
+        + gap * (images.len() - 1);
+    let mut out = RgbImage::filled(tall, width, 1.0);
     let mut x0 = 0;
-    for (img, &s) in images.iter().zip(&scales) {
+    for (img, &f) in images.iter().zip(&factors) {
+        let y0 = (tall - img.height * f) / 2;
         for c in 0..3 {
-            for y in 0..img.height * s {
-                for x in 0..img.width * s {
-                    data[c * height * width + y * width + x0 + x] =
-                        img.data[c * img.height * img.width + (y / s) * img.width + x / s];
+            for y in 0..img.height * f {
+                for x in 0..img.width * f {
+                    out.data[(c * tall + y0 + y) * width + x0 + x] = img.get(c, y / f, x / f);
                 }
             }
         }
-        x0 += img.width * s + gap;
+        x0 += img.width * f + gap;
     }
-    RgbImage {
-        height,
-        width,
-        data,
-    }
+    Ok(out)
 }
