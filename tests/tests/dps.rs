@@ -184,7 +184,7 @@ fn ten_step_run(g: &Gpu, unet: &UNet, seed: u64, check_counters: bool) -> Vec<f3
 #[test]
 fn a_ten_step_restoration_stays_on_the_gpu_and_repeats_bit_for_bit() {
     let g = gpu();
-    let unet = synthetic_unet(&g, &UNetConfig::preset("tiny32").unwrap(), 5);
+    let unet = synthetic_unet(&g, &equireg_tests::loop_test_config(), 5);
     let a = ten_step_run(&g, &unet, 7, true);
     let b = ten_step_run(&g, &unet, 7, false);
     let c = ten_step_run(&g, &unet, 8, false);

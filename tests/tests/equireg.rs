@@ -59,7 +59,7 @@ fn run(
 fn dps_with_equireg_stays_on_the_gpu_and_repeats_bit_for_bit() {
     let g = gpu();
     let unet = {
-        let cfg = UNetConfig::preset("tiny32").unwrap();
+        let cfg = equireg_tests::loop_test_config();
         UNet::new(
             &g,
             &cfg,

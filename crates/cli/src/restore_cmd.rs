@@ -14,7 +14,7 @@ use equireg::mpe::{self, Mpe};
 use equireg::regularizer::EquiRegConfig;
 use equireg::restore::{DpsSettings, Measured, restore, simulate};
 use equireg::schedule::Sampler;
-use equireg::task::{Task, preset_names};
+use equireg::task::Task;
 use equireg_gpu::Gpu;
 use equireg_nn::{UNet, Weights, io::write_atomic, npy};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -262,8 +262,9 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let params = measured.operator.parameters();
             let y = measured.y.clone();
             let pics = measured.operator.measurement_picture(&y);
-            let measured_imgs =
-                pics.map(|(data, [n, _, ph, pw])| images::from_model(&data, n, ph, pw));
+            let measured_imgs = pics
+                .map(|(data, shape)| images::from_model_shape(&data, shape))
+                .transpose()?;
             let setup = started.elapsed().as_secs_f64();
             let mut results: Vec<Vec<RgbImage>> = Vec::new();
             let mut seconds = Vec::new();
@@ -289,7 +290,7 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
                 bar.finish_and_clear();
                 zeta_used = zeta;
                 seconds.push((setup + started.elapsed().as_secs_f64()) / batch.len() as f64);
-                results.push(images::from_model(&out, batch.len(), h, w));
+                results.push(images::from_model(&out, batch.len(), h, w)?);
             }
             for (k, gt) in batch.iter().enumerate() {
                 let name = image_name(&files[item + k]);
@@ -411,7 +412,9 @@ fn restore_measurement(
     }
     let pic = operator
         .measurement_picture(&y)
-        .map(|(d, [n, _, ph, pw])| images::from_model(&d, n, ph, pw).remove(0));
+        .map(|(d, shape)| images::from_model_shape(&d, shape))
+        .transpose()?
+        .map(|mut v| v.remove(0));
     let bar = progress_bar(steps, name);
     let (restored, zeta) = restore(
         gpu,
@@ -424,7 +427,7 @@ fn restore_measurement(
         |k, _| bar.set_position(k as u64 + 1),
     )?;
     bar.finish_and_clear();
-    Ok((images::from_model(&restored, 1, h, w).remove(0), pic, zeta))
+    Ok((images::from_model(&restored, 1, h, w)?.remove(0), pic, zeta))
 }
 
 fn write_image_outputs(
@@ -454,7 +457,7 @@ fn write_image_outputs(
         images::save_png(&dir.join(file), r)?;
         panels.push(r);
     }
-    images::save_png(&dir.join("grid.png"), &images::grid(&panels, 4))?;
+    images::save_png(&dir.join("grid.png"), &images::grid(&panels, 4)?)?;
     Ok(())
 }
 

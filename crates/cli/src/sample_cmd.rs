@@ -61,12 +61,12 @@ pub fn run(args: &SampleArgs, gpu: &Gpu) -> anyhow::Result<()> {
     solver.begin(args.seed, 0)?;
     let started = std::time::Instant::now();
     let out = solver.run(|_| Ok(()))?;
-    let imgs = images::from_model(&out, args.batch, size, size);
+    let imgs = images::from_model(&out, args.batch, size, size)?;
     for (k, img) in imgs.iter().enumerate() {
         images::save_png(&args.out.join(format!("sample_{k}.png")), img)?;
     }
     let refs: Vec<&images::RgbImage> = imgs.iter().collect();
-    images::save_png(&args.out.join("grid.png"), &images::grid(&refs, 4))?;
+    images::save_png(&args.out.join("grid.png"), &images::grid(&refs, 4)?)?;
     eprintln!(
         "{} samples of {size}x{size} in {:.1} s ({} steps); wrote {}",
         args.batch,

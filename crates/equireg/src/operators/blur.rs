@@ -518,6 +518,10 @@ impl Operator for Blur {
     }
 
     fn parameters(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
-        vec![("kernel", vec![self.size(), self.size()], self.kernel().to_vec())]
+        vec![(
+            "kernel",
+            vec![self.size(), self.size()],
+            self.kernel().to_vec(),
+        )]
     }
 }

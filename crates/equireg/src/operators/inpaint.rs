@@ -167,6 +167,10 @@ impl Operator for Inpaint {
     }
 
     fn parameters(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
-        vec![("mask", vec![self.input[2], self.input[3]], self.mask.clone())]
+        vec![(
+            "mask",
+            vec![self.input[2], self.input[3]],
+            self.mask.clone(),
+        )]
     }
 }
