@@ -196,3 +196,168 @@ fn unknown_adapter_is_an_error_with_the_install_hint() {
         "mesa-vulkan-drivers",
     );
 }
+
+/// A 32x32 PNG for restore runs (tiny32 needs sides divisible by 2).
+fn test_png(name: &str, h: u32, w: u32) -> PathBuf {
+    let p = tmp(name);
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 7) as u8, 128]))
+        .save(&p)
+        .unwrap();
+    p
+}
+
+#[test]
+fn restore_writes_results_metrics_and_a_grid() {
+    let w = fixture("unet/tiny32-32-b2/weights.safetensors");
+    let input = test_png("restore-in.png", 32, 32);
+    let out = tmp("restore-out");
+    let o = equireg()
+        .args([
+            "restore",
+            "--task",
+            "box-inpaint",
+            "--preset",
+            "tiny32",
+            "--steps",
+            "4",
+        ])
+        .args([
+            "--compare",
+            "--equireg",
+            "group=rot90,freq=0.5,mpe=denoiser:50",
+        ])
+        .arg("--weights")
+        .arg(&w)
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for f in [
+        "grid.png",
+        "measurement.png",
+        "restored_dps.png",
+        "restored_equireg.png",
+        "mask.npy",
+    ] {
+        assert!(
+            out.join("restore-in").join(f).is_file(),
+            "{f} missing: {err}"
+        );
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["task"], "box-inpaint");
+    assert_eq!(m["steps"], 4);
+    assert!(m["mean"]["dps"]["psnr"].as_f64().unwrap().is_finite());
+    assert!(m["mean"]["dps+equireg"]["ssim"].as_f64().is_some());
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let grid = image::open(out.join("restore-in/grid.png")).unwrap();
+    assert_eq!(grid.height(), 32);
+    assert!(
+        grid.width() > 4 * 32,
+        "ground truth, measurement and two results"
+    );
+}
+
+#[test]
+fn restore_bad_inputs_are_one_clear_error() {
+    let w = fixture("unet/tiny32-32-b2/weights.safetensors");
+    let ws = w.to_string_lossy().into_owned();
+    let good = test_png("restore-good.png", 32, 32);
+    let odd = test_png("restore-odd.png", 33, 32);
+    let g = good.to_string_lossy().into_owned();
+    let out = tmp("restore-bad-out").to_string_lossy().into_owned();
+    let base = [
+        "restore",
+        "--preset",
+        "tiny32",
+        "--weights",
+        &ws,
+        "--out",
+        &out,
+    ];
+    let run = |extra: &[&str], needle: &str| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        fails_with(&args, needle);
+    };
+    run(&["--task", "sr5", "--input", &g], "unknown task");
+    run(
+        &["--task", "sr4", "--set", "noise.sigmaa=1", "--input", &g],
+        "sigmaa",
+    );
+    run(
+        &["--task", "sr4", "--set", "operator.scale", "--input", &g],
+        "key.path=value",
+    );
+    run(
+        &["--task", "sr4", "--input", "/nonexistent/x.png"],
+        "/nonexistent/x.png",
+    );
+    run(
+        &["--task", "sr4", "--input", &odd.to_string_lossy()],
+        "multiples of 2",
+    );
+    run(
+        &["--task", "sr4", "--equireg", "group=rot45", "--input", &g],
+        "rot45",
+    );
+    run(
+        &["--task", "sr4", "--steps", "ddim999", "--input", &g],
+        "ddim999",
+    );
+    let file = tmp("restore-not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    fails_with(
+        &[
+            "restore",
+            "--task",
+            "sr4",
+            "--preset",
+            "tiny32",
+            "--weights",
+            &ws,
+            "--input",
+            &g,
+            "--out",
+            &file.join("sub").to_string_lossy(),
+        ],
+        "output folder",
+    );
+}
+
+#[test]
+fn restore_help_documents_every_option() {
+    let o = equireg().args(["restore", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    for opt in [
+        "--task",
+        "--set",
+        "--input",
+        "--measurement",
+        "--weights",
+        "--preset",
+        "--config",
+        "--steps",
+        "--sampler",
+        "--eta",
+        "--zeta",
+        "--seed",
+        "--batch",
+        "--resize",
+        "--crop",
+        "--equireg",
+        "--no-equireg",
+        "--compare",
+        "--out",
+        "SIZE POLICY",
+        "OUTPUTS",
+    ] {
+        assert!(help.contains(opt), "restore --help does not mention {opt}");
+    }
+}
