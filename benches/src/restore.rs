@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use equireg::mpe::{self, Mpe, NetworkMpe};
+use equireg::regularizer::{EquiReg, EquiRegConfig};
 use equireg::restore::simulate;
 use equireg::solver::{DiffusionConfig, Guidance, Solver};
 use equireg::task::Task;
@@ -23,9 +25,21 @@ pub struct RestoreBench {
     /// Wall seconds for the whole restoration: planning + `steps` x ms_per_step.
     pub seconds_per_restoration: f64,
     pub setup_seconds: f64,
-    /// GPU ms per step by section (forward, vjp, operator, update), from one profiled step;
-    /// empty when the adapter has no timestamps inside passes.
+    /// GPU ms per step by section (forward, vjp, operator, update, and equireg on a step where
+    /// it fires), from one profiled step; empty when the adapter has no timestamps inside
+    /// passes.
     pub gpu_ms_by_section: Vec<(String, f64)>,
+    /// EquiReg settings, when the run has the regularizer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equireg: Option<String>,
+    /// GPU ms of one step without the regularizer firing.
+    pub gpu_ms_plain_step: f64,
+    /// The regularizer's GPU ms on a firing step, as a percentage of a plain step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equireg_percent_per_firing_step: Option<f64>,
+    /// ... and averaged over the run (firing steps / all steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equireg_percent_averaged: Option<f64>,
     pub dispatches_per_step: f64,
     pub submits_per_step: f64,
     pub uploads_per_step: f64,
@@ -42,6 +56,7 @@ pub fn run(
     batch: usize,
     respacing: &str,
     timed_steps: Option<usize>,
+    equireg_settings: Option<&str>,
 ) -> equireg::Result<RestoreBench> {
     let started = Instant::now();
     let task = Task::load(task_name, &[])?;
@@ -60,31 +75,78 @@ pub fn run(
     let steps = diffusion.diffusion()?.steps();
     let zeta = task.dps.zeta_for(steps)? as f32;
     let y = gpu.upload(&measured.operator.output_shape(), &measured.y)?;
+    // EquiReg's f: "synthetic:<preset>" builds an MPE network with synthetic weights (timing
+    // does not depend on them); anything else is an MPE spec (denoiser[:T], a folder).
+    let cfg = match equireg_settings {
+        None => None,
+        Some(s) => Some(EquiRegConfig::default().with_settings(s)?),
+    };
+    let mpe: Option<Box<dyn Mpe + '_>> = match &cfg {
+        None => None,
+        Some(c) => Some(match c.mpe.strip_prefix("synthetic:") {
+            Some(preset) => {
+                let mc = equireg_nn::mpe::MpeConfig::preset(preset)?;
+                let w = equireg_nn::mpe::Mpe::synthetic_weights(&mc, 0)?;
+                Box::new(NetworkMpe {
+                    net: equireg_nn::mpe::Mpe::new(gpu, &mc, &w)?,
+                    label: c.mpe.clone(),
+                })
+            }
+            None => mpe::from_spec(gpu, &c.mpe, &unet)?,
+        }),
+    };
+    let regularizer = match (&cfg, &mpe) {
+        (Some(c), Some(m)) => Some(EquiReg::new(gpu, c.clone(), m.as_ref(), shape)?),
+        _ => None,
+    };
+    let fires = |k: usize| cfg.as_ref().is_some_and(|c| c.fires(k, steps));
     let guidance = Guidance {
         operator: measured.operator,
         measurement: y,
         zeta,
-        regularizer: None,
+        regularizer,
     };
     let mut solver = Solver::new(gpu, &unet, [batch, size, size], &diffusion, Some(guidance))?;
     solver.begin(0, 0)?;
-    // Warm-up step: pipelines, params and bind groups are created here.
+    // Warm-up: pipelines, params and bind groups are created in the first two steps (one where
+    // the regularizer fires, one where it does not).
+    solver.step()?;
     solver.step()?;
     gpu.sync()?;
     let setup_seconds = started.elapsed().as_secs_f64();
 
-    // One profiled step, split by section.
-    gpu.set_profiling(true);
-    let mut rec = gpu.recorder();
-    let profiled = solver.record_step(&mut rec).and_then(|_| Ok(rec.submit()?));
-    gpu.set_profiling(false);
-    let mut by: Vec<(String, f64)> = Vec::new();
-    for d in profiled?.unwrap_or_default() {
-        match by.iter_mut().find(|(s, _)| s == d.section) {
-            Some((_, ms)) => *ms += d.ms,
-            None => by.push((d.section.to_string(), d.ms)),
+    // Profiled steps, split by section: step 0 (EquiReg fires there when it is on) and step 1.
+    solver.begin(0, 0)?;
+    let profile_step = || -> equireg::Result<Vec<(String, f64)>> {
+        gpu.set_profiling(true);
+        let mut rec = gpu.recorder();
+        let profiled = solver.record_step(&mut rec).and_then(|_| Ok(rec.submit()?));
+        solver.advance_cpu_step();
+        gpu.set_profiling(false);
+        let mut by: Vec<(String, f64)> = Vec::new();
+        for d in profiled?.unwrap_or_default() {
+            match by.iter_mut().find(|(s, _)| s == d.section) {
+                Some((_, ms)) => *ms += d.ms,
+                None => by.push((d.section.to_string(), d.ms)),
+            }
         }
-    }
+        Ok(by)
+    };
+    let by = profile_step()?;
+    let plain = profile_step()?;
+    let gpu_ms_plain_step: f64 = plain.iter().map(|(_, ms)| ms).sum();
+    let equireg_ms: f64 = by
+        .iter()
+        .filter(|(s, _)| s == "equireg")
+        .map(|(_, ms)| ms)
+        .sum();
+    let firing = (0..steps).filter(|&k| fires(k)).count();
+    let (per_firing, averaged) = if cfg.is_some() && gpu_ms_plain_step > 0.0 {
+        let p = 100.0 * equireg_ms / gpu_ms_plain_step;
+        (Some(p), Some(p * firing as f64 / steps as f64))
+    } else {
+        (None, None)
+    };
 
     let timed = timed_steps
         .unwrap_or(steps)
@@ -107,6 +169,10 @@ pub fn run(
         seconds_per_restoration: setup_seconds + steps as f64 * ms_per_step / 1e3,
         setup_seconds,
         gpu_ms_by_section: by,
+        equireg: equireg_settings.map(str::to_string),
+        gpu_ms_plain_step,
+        equireg_percent_per_firing_step: per_firing,
+        equireg_percent_averaged: averaged,
         dispatches_per_step: per(d.dispatches),
         submits_per_step: per(d.submits),
         uploads_per_step: per(d.uploads),

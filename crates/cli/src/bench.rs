@@ -43,6 +43,10 @@ struct RestoreBenchArgs {
     /// Time only this many steps and extrapolate the total (slow adapters)
     #[arg(long)]
     timed_steps: Option<usize>,
+    /// With EquiReg (settings as `restore --equireg`); mpe=synthetic:vq-f4 (the default here)
+    /// times the VQ-f4 encoder with synthetic weights
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    equireg: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
@@ -113,6 +117,13 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
             }
         }
         BenchWhat::Restore(r) => {
+            let equireg = r.equireg.as_ref().map(|s| {
+                if s.contains("mpe=") {
+                    s.clone()
+                } else {
+                    format!("mpe=synthetic:vq-f4,{s}")
+                }
+            });
             let config = equireg_nn::UNetConfig::preset(&r.preset)?;
             let size = r.size.unwrap_or(config.image_size);
             let b = equireg_benches::restore::run(
@@ -124,6 +135,7 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                 r.batch,
                 &r.steps,
                 r.timed_steps,
+                equireg.as_deref(),
             )?;
             if r.json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
@@ -145,6 +157,15 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                     b.uploads_per_step,
                     b.readbacks_per_step
                 );
+                if let (Some(p), Some(a)) =
+                    (b.equireg_percent_per_firing_step, b.equireg_percent_averaged)
+                {
+                    println!(
+                        "  EquiReg: +{p:.1} % on a firing step, +{a:.1} % averaged over the run \
+                         (plain step {:.1} GPU ms)",
+                        b.gpu_ms_plain_step
+                    );
+                }
                 let total: f64 = b.gpu_ms_by_section.iter().map(|(_, ms)| ms).sum();
                 for (s, ms) in &b.gpu_ms_by_section {
                     println!(

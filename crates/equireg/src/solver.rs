@@ -352,6 +352,12 @@ impl<'a> Solver<'a> {
         Ok(())
     }
 
+    /// Counts a step recorded with [`Solver::record_step`] and submitted by the caller (what
+    /// [`Solver::step`] does itself), so that EquiReg's schedule stays in step.
+    pub fn advance_cpu_step(&self) {
+        self.k.set(self.k.get() + 1);
+    }
+
     /// Records and submits one step.
     pub fn step(&self) -> Result<()> {
         let mut rec = self.gpu.recorder();
