@@ -70,6 +70,7 @@ fn check_step(g: &Gpu, unet: &UNet, task: &str) {
         }
         "box-inpaint" => Box::new(Inpaint::from_mask(g, shape, read(&dir, "mask").1).unwrap()),
         "phase-retrieval" => Box::new(PhaseRetrieval::new(g, shape, 2.0).unwrap()),
+
         _ => unreachable!(),
     };
     let (ys, y) = read(&dir, "y");

@@ -157,9 +157,10 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                     b.uploads_per_step,
                     b.readbacks_per_step
                 );
-                if let (Some(p), Some(a)) =
-                    (b.equireg_percent_per_firing_step, b.equireg_percent_averaged)
-                {
+                if let (Some(p), Some(a)) = (
+                    b.equireg_percent_per_firing_step,
+                    b.equireg_percent_averaged,
+                ) {
                     println!(
                         "  EquiReg: +{p:.1} % on a firing step, +{a:.1} % averaged over the run \
                          (plain step {:.1} GPU ms)",

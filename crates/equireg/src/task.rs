@@ -134,7 +134,8 @@ pub enum OperatorConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NoiseConfig {
-    None,
+    // A struct variant, so that a stray field (noise.sigma with kind none) is refused.
+    None {},
     /// Additive Gaussian, std in [-1, 1] units.
     Gaussian {
         sigma: f64,
@@ -334,7 +335,7 @@ impl Task {
 
     pub fn noise(&self) -> Noise {
         match self.noise {
-            NoiseConfig::None => Noise::None,
+            NoiseConfig::None {} => Noise::None,
             NoiseConfig::Gaussian { sigma } => Noise::Gaussian { sigma },
             NoiseConfig::Poisson { rate } => Noise::Poisson { rate },
         }

@@ -124,3 +124,60 @@ pub fn mul_mask(rec: &mut Recorder, x: &Tensor, mask: &Tensor, out: &Tensor) -> 
     p.mask_stride = mask_stride as u32;
     run(rec, "mul_mask", p, &[x, mask, out])
 }
+
+fn same_shapes(op: &'static str, named: &[(&str, &Tensor)]) -> Result<()> {
+    let first = named[0].1;
+    for (name, t) in named {
+        expect_f32(op, name, t)?;
+        if t.shape() != first.shape() {
+            return Err(GpuError::shape(
+                op,
+                format!(
+                    "{name} has shape {:?}, expected {:?} like {}",
+                    t.shape(),
+                    first.shape(),
+                    named[0].0
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `out = |re + i im|`, elementwise, any shape.
+pub fn magnitude(rec: &mut Recorder, re: &Tensor, im: &Tensor, out: &Tensor) -> Result<()> {
+    let op = "magnitude";
+    same_shapes(op, &[("re", re), ("im", im), ("out", out)])?;
+    expect_disjoint(op, out, &[re, im])?;
+    run(rec, op, Params::flat(op, re.numel(), 1.0)?, &[re, im, out])
+}
+
+/// The VJP of [`magnitude`]: `d_re = dy re / |z|`, `d_im = dy im / |z|`, 0 where `z = 0`.
+pub fn magnitude_vjp(
+    rec: &mut Recorder,
+    re: &Tensor,
+    im: &Tensor,
+    dy: &Tensor,
+    d_re: &Tensor,
+    d_im: &Tensor,
+) -> Result<()> {
+    let op = "magnitude_vjp";
+    same_shapes(
+        op,
+        &[
+            ("re", re),
+            ("im", im),
+            ("dy", dy),
+            ("d_re", d_re),
+            ("d_im", d_im),
+        ],
+    )?;
+    expect_disjoint(op, d_re, &[re, im, dy, d_im])?;
+    expect_disjoint(op, d_im, &[re, im, dy])?;
+    run(
+        rec,
+        op,
+        Params::flat(op, re.numel(), 1.0)?,
+        &[re, im, dy, d_re, d_im],
+    )
+}
