@@ -27,7 +27,11 @@ fn rel(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn forward_and_vjp_match_the_cpu_twin() {
     let g = gpu();
-    for (shape, os) in [([2usize, 3, 16, 16], 2.0), ([1, 3, 12, 20], 2.0), ([1, 1, 9, 7], 1.0)] {
+    for (shape, os) in [
+        ([2usize, 3, 16, 16], 2.0),
+        ([1, 3, 12, 20], 2.0),
+        ([1, 1, 9, 7], 1.0),
+    ] {
         let op = PhaseRetrieval::new(&g, shape, os).unwrap();
         let out = op.output_shape();
         let n: usize = shape.iter().product();
@@ -35,7 +39,10 @@ fn forward_and_vjp_match_the_cpu_twin() {
         let x = values(n, 1);
         let dy = values(m, 2);
         let (xt, dyt) = (g.upload(&shape, &x).unwrap(), g.upload(&out, &dy).unwrap());
-        let (yt, dxt) = (g.alloc(&out, DType::F32).unwrap(), g.alloc(&shape, DType::F32).unwrap());
+        let (yt, dxt) = (
+            g.alloc(&out, DType::F32).unwrap(),
+            g.alloc(&shape, DType::F32).unwrap(),
+        );
         let mut rec = g.recorder();
         op.record_forward(&mut rec, &xt, &yt).unwrap();
         op.record_vjp(&mut rec, &xt, &dyt, &dxt).unwrap();
@@ -64,11 +71,19 @@ fn vjp_matches_finite_differences_and_the_dot_product_test() {
     let h = 1e-3f32;
     let f = |s: f32| -> f64 {
         let xs: Vec<f32> = x.iter().zip(&u).map(|(a, b)| a + s * b).collect();
-        op.forward_cpu(&xs).iter().zip(&v).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+        op.forward_cpu(&xs)
+            .iter()
+            .zip(&v)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
     };
     let jvp_dot_v = (f(h) - f(-h)) / (2.0 * h as f64);
     let vjp = op.vjp_cpu(&x, &v);
-    let u_dot_vjp: f64 = u.iter().zip(&vjp).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+    let u_dot_vjp: f64 = u
+        .iter()
+        .zip(&vjp)
+        .map(|(a, b)| (*a as f64) * (*b as f64))
+        .sum();
     assert!(
         (jvp_dot_v - u_dot_vjp).abs() < 2e-3 * jvp_dot_v.abs().max(1.0),
         "<Ju, v> = {jvp_dot_v} vs <u, J^T v> = {u_dot_vjp}"

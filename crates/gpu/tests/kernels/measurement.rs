@@ -163,3 +163,50 @@ fn bad_shapes_are_errors() {
     assert!(e.to_string().contains("mask"), "{e}");
     assert!(r.is_empty());
 }
+
+#[test]
+fn magnitude_and_its_vjp_match_the_definition() {
+    use equireg_gpu::ops::measurement::{magnitude, magnitude_vjp};
+    let g = crate::common::gpu();
+    let n = 1003;
+    let mut re = crate::common::random(n, 31);
+    let im = crate::common::random(n, 32);
+    let dy = crate::common::random(n, 33);
+    re[7] = 0.0;
+    let mut im0 = im.clone();
+    im0[7] = 0.0; // z = 0: gradient 0, not NaN
+    let t = |v: &[f32]| g.upload(&[n], v).unwrap();
+    let (ret, imt, dyt) = (t(&re), t(&im0), t(&dy));
+    let out = g.alloc(&[n], equireg_gpu::DType::F32).unwrap();
+    let dre = g.alloc(&[n], equireg_gpu::DType::F32).unwrap();
+    let dim = g.alloc(&[n], equireg_gpu::DType::F32).unwrap();
+    let mut r = crate::common::rec();
+    magnitude(&mut r, &ret, &imt, &out).unwrap();
+    magnitude_vjp(&mut r, &ret, &imt, &dyt, &dre, &dim).unwrap();
+    r.submit().unwrap();
+    let m: Vec<f32> = (0..n)
+        .map(|i| ((re[i] as f64).hypot(im0[i] as f64)) as f32)
+        .collect();
+    let gr: Vec<f32> = (0..n)
+        .map(|i| {
+            if m[i] > 0.0 {
+                (dy[i] as f64 * re[i] as f64 / m[i] as f64) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let gi: Vec<f32> = (0..n)
+        .map(|i| {
+            if m[i] > 0.0 {
+                (dy[i] as f64 * im0[i] as f64 / m[i] as f64) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    crate::common::assert_close(&g.download(&out).unwrap(), &m, 1e-6, 1e-6, "magnitude");
+    crate::common::assert_close(&g.download(&dre).unwrap(), &gr, 1e-6, 1e-5, "d_re");
+    crate::common::assert_close(&g.download(&dim).unwrap(), &gi, 1e-6, 1e-5, "d_im");
+    assert_eq!(g.download(&dre).unwrap()[7], 0.0);
+}
