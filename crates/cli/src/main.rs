@@ -2,6 +2,7 @@
 
 mod bench;
 mod devices;
+mod mpe_check_cmd;
 mod restore_cmd;
 mod sample_cmd;
 mod unet_cmd;
@@ -40,6 +41,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Restore images with diffusion posterior sampling (DPS) on the GPU
     Restore(restore_cmd::RestoreArgs),
+    /// Is an MPE function manifold-preferential on your images? Its equivariance error on clean
+    /// images against noised and blurred copies (table, JSON, histogram)
+    MpeCheck(mpe_check_cmd::MpeCheckArgs),
     /// Draw unconditional samples from a diffusion model (a sanity check of any checkpoint)
     Sample(sample_cmd::SampleArgs),
     /// One forward of the guided-diffusion UNet on .npy arrays (parity checks against PyTorch)
@@ -74,6 +78,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Devices(a) => devices::run(a, &cli.gpu_options()?),
         Command::Bench(a) => bench::run(a, &cli.open_gpu()?),
         Command::Restore(a) => restore_cmd::run(a, &cli.open_gpu()?),
+        Command::MpeCheck(a) => mpe_check_cmd::run(a, &cli.open_gpu()?),
         Command::Sample(a) => sample_cmd::run(a, &cli.open_gpu()?),
         Command::Unet(a) => unet_cmd::run(a, &cli.open_gpu()?),
     }

@@ -361,3 +361,50 @@ fn restore_help_documents_every_option() {
         assert!(help.contains(opt), "restore --help does not mention {opt}");
     }
 }
+
+#[test]
+fn mpe_check_writes_a_table_and_a_histogram() {
+    use equireg_nn::mpe::{Mpe, MpeConfig};
+    let dir = tmp("mpe-ldm-tiny");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = MpeConfig::preset("ldm-tiny").unwrap();
+    std::fs::write(dir.join("config.json"), cfg.to_json()).unwrap();
+    Mpe::synthetic_weights(&cfg, 3)
+        .unwrap()
+        .save(&dir.join("weights.safetensors"))
+        .unwrap();
+    let imgs = tmp("mpe-images");
+    std::fs::create_dir_all(&imgs).unwrap();
+    for (k, name) in ["a.png", "b.png"].iter().enumerate() {
+        image::RgbImage::from_fn(40, 48, |x, y| {
+            image::Rgb([(x * 5 + 20 * k as u32) as u8, (y * 5) as u8, 90])
+        })
+        .save(imgs.join(name))
+        .unwrap();
+    }
+    let out = tmp("mpe-check-out");
+    let o = equireg()
+        .args(["mpe-check", "--size", "32", "--groups", "hflip,d4"])
+        .arg("--mpe")
+        .arg(&dir)
+        .arg("--images")
+        .arg(&imgs)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let table = std::fs::read_to_string(out.join("mpe_check.md")).unwrap();
+    assert!(
+        table.contains("| hflip |") && table.contains("| d4 |"),
+        "{table}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("mpe_check.json")).unwrap())
+            .unwrap();
+    // hflip: 1 element x 2 images; d4: 8 elements x 2 images (the identity gives 0).
+    assert_eq!(j["rows"][0]["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(j["rows"][3]["errors"].as_array().unwrap().len(), 16);
+    assert!(image::open(out.join("histogram.png")).is_ok());
+}

@@ -212,7 +212,7 @@ impl Task {
                 resize_kind(resizer)?;
             }
             OperatorConfig::GaussianBlur { size, sigma } => {
-                if size % 2 == 0 || !(*sigma > 0.0) {
+                if size % 2 == 0 || !positive(*sigma) {
                     return bad(format!(
                         "gaussian_blur needs an odd size and sigma > 0, got {size}, {sigma}"
                     ));
@@ -227,7 +227,7 @@ impl Task {
                 }
             }
             OperatorConfig::BoxInpaint { hole, margin } => {
-                if !(*hole > 0.0) || !(*margin >= 0.0) || hole + 2.0 * margin > 1.0 {
+                if !positive(*hole) || !non_negative(*margin) || hole + 2.0 * margin > 1.0 {
                     return bad(format!(
                         "box_inpaint needs hole > 0, margin >= 0, hole + 2 margin <= 1 (fractions \
                          of the side), got {hole}, {margin}"
@@ -242,28 +242,28 @@ impl Task {
                 }
             }
             OperatorConfig::PhaseRetrieval { oversample } => {
-                if !(*oversample >= 0.0) {
+                if !non_negative(*oversample) {
                     return bad(format!(
                         "phase_retrieval.oversample must be >= 0, got {oversample}"
                     ));
                 }
             }
             OperatorConfig::Hdr { scale } => {
-                if !(*scale > 0.0) {
+                if !positive(*scale as f64) {
                     return bad(format!("hdr.scale must be > 0, got {scale}"));
                 }
             }
         }
         match self.noise {
-            NoiseConfig::Gaussian { sigma } if !(sigma >= 0.0) => {
+            NoiseConfig::Gaussian { sigma } if !non_negative(sigma) => {
                 bad(format!("noise.sigma must be >= 0, got {sigma}"))
             }
-            NoiseConfig::Poisson { rate } if !(rate > 0.0) => {
+            NoiseConfig::Poisson { rate } if !positive(rate) => {
                 bad(format!("noise.rate must be > 0, got {rate}"))
             }
             _ => {
                 self.equireg.config("")?;
-                if !(self.dps.zeta >= 0.0) {
+                if !non_negative(self.dps.zeta) {
                     return bad(format!("dps.zeta must be >= 0, got {}", self.dps.zeta));
                 }
                 self.dps.zeta_for(1).map(|_| ())
@@ -340,6 +340,16 @@ impl Task {
             NoiseConfig::Poisson { rate } => Noise::Poisson { rate },
         }
     }
+}
+
+/// `v > 0`, false for NaN (so NaN settings are refused).
+fn positive(v: f64) -> bool {
+    v > 0.0
+}
+
+/// `v >= 0`, false for NaN.
+fn non_negative(v: f64) -> bool {
+    v >= 0.0
 }
 
 fn resize_kind(s: &str) -> Result<ResizeKind> {
