@@ -12,7 +12,7 @@ use equireg::operators::Operator;
 use equireg::operators::blur::Blur;
 use equireg::regularizer::Group;
 use equireg_gpu::ops::equivariance::{
-    Action, Element, Form, Items, Reduce, Residual, equi_norms, transform,
+    Action, Element, Form, Items, Residual, equi_norms, transform,
 };
 use equireg_gpu::{DType, Gpu};
 
@@ -105,7 +105,6 @@ fn errors(
         rec.submit()?;
         all.extend(gpu.download(&sq)?.iter().map(|v| (*v as f64).sqrt()));
     }
-    let _ = Reduce::Norm;
     Ok(all)
 }
 

@@ -258,7 +258,8 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let started = Instant::now();
             let x = images::to_model_batch(batch)?;
             let shape = [batch.len(), 3, h, w];
-            let measured = simulate(gpu, &task, shape, &x, args.seed, item as u64)?;
+            let mut first = Some(simulate(gpu, &task, shape, &x, args.seed, item as u64)?);
+            let measured = first.as_ref().expect("just set");
             let params = measured.operator.parameters();
             let y = measured.y.clone();
             let pics = measured.operator.measurement_picture(&y);
@@ -270,8 +271,13 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let mut seconds = Vec::new();
             for v in &variants {
                 let started = Instant::now();
-                // Each variant restores from the same measurement and the same seed.
-                let measured = simulate(gpu, &task, shape, &x, args.seed, item as u64)?;
+                // Each variant restores from the same measurement and the same seed; the solver
+                // takes the operator, so a second variant simulates the (identical) measurement
+                // again.
+                let measured = match first.take() {
+                    Some(m) => m,
+                    None => simulate(gpu, &task, shape, &x, args.seed, item as u64)?,
+                };
                 let bar = progress_bar(
                     steps,
                     &format!("{} {} ({}x{})", v.label, image_name(&files[item]), h, w),
