@@ -52,7 +52,7 @@ pub fn factorize(n: usize) -> Vec<usize> {
     let mut f = Vec::new();
     let mut m = n;
     for r in [4, 2, 3, 5] {
-        while m % r == 0 {
+        while m.is_multiple_of(r) {
             f.push(r);
             m /= r;
         }
@@ -63,7 +63,7 @@ pub fn factorize(n: usize) -> Vec<usize> {
             f.push(m);
             break;
         }
-        while m % d == 0 {
+        while m.is_multiple_of(d) {
             f.push(d);
             m /= d;
         }

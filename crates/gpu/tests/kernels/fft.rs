@@ -239,3 +239,23 @@ fn time_384x384_batch3() {
         }
     }
 }
+
+#[test]
+fn shifts_follow_torch() {
+    // torch's ifftshift moves index n / 2 to 0 and fftshift moves 0 to n / 2, for odd and even n.
+    for (h, w, ph, pw) in [(7, 9, 0, 1), (8, 6, 2, 3), (1, 1, 0, 0)] {
+        let e = ShiftedEmbedding::padded_ifftshift(h, w, ph, pw);
+        let (hh, ww) = (h + 2 * ph, w + 2 * pw);
+        assert_eq!((e.big_h, e.big_w), (hh, ww));
+        let mut x = vec![0.0; h * w];
+        // The pixel at the centre of the padded image.
+        x[(hh / 2 - ph) * w + (ww / 2 - pw)] = 1.0;
+        let emb = cpu::embed_real_shifted(&e, &x, 1);
+        assert_eq!(emb[0], 1.0, "{h}x{w} pad {ph},{pw}");
+        let f = ShiftedEmbedding::fftshift(hh, ww);
+        let mut z = vec![0.0; hh * ww * 2];
+        z[0] = -2.0;
+        let y = cpu::shifted_magnitude(&f, &z, 1);
+        assert_eq!(y[(hh / 2) * ww + ww / 2], 2.0);
+    }
+}
