@@ -9,9 +9,6 @@
 //   clip_scale:     0 params, 1 x (read), 2 out (read_write)
 //   clip_scale_vjp: 0 params, 1 x (read), 2 dy (read), 3 dx (read_write)
 //   mul_mask:       0 params, 1 x (read), 2 mask (read), 3 out (read_write)
-//   magnitude:      0 params, 1 x = real parts (read), 2 imaginary parts (read), 3 out
-//   magnitude_vjp:  0 params, 1 x = real parts, 2 imaginary parts, 3 dy (read), 4 d_re, 5 d_im
-//                   (|z|'s gradient z / |z|, 0 where z = 0)
 
 override WG: u32 = 256u;
 
@@ -68,30 +65,3 @@ fn mul_mask(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     }
 }
 
-@group(0) @binding(2) var<storage, read> mg_im: array<f32>;
-@group(0) @binding(3) var<storage, read_write> mg_out: array<f32>;
-
-@compute @workgroup_size(WG)
-fn magnitude(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, lid);
-    if (i >= p.n) { return; }
-    mg_out[i] = length(vec2<f32>(x[i], mg_im[i]));
-}
-
-@group(0) @binding(2) var<storage, read> mv_im: array<f32>;
-@group(0) @binding(3) var<storage, read> mv_dy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> mv_dre: array<f32>;
-@group(0) @binding(5) var<storage, read_write> mv_dim: array<f32>;
-
-@compute @workgroup_size(WG)
-fn magnitude_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, lid);
-    if (i >= p.n) { return; }
-    let r = length(vec2<f32>(x[i], mv_im[i]));
-    var g = 0.0;
-    if (r > 0.0) { g = mv_dy[i] / r; }
-    mv_dre[i] = g * x[i];
-    mv_dim[i] = g * mv_im[i];
-}

@@ -43,6 +43,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         "equivariance",
         include_str!("../../../shaders/equivariance.wgsl"),
     ),
+    ("fft", include_str!("../../../shaders/fft.wgsl")),
     (
         "group_norm",
         include_str!("../../../shaders/group_norm.wgsl"),

@@ -10,6 +10,7 @@ pub mod depthwise_conv;
 pub mod diffusion;
 pub mod elementwise;
 pub mod equivariance;
+pub mod fft;
 pub mod group_norm;
 pub mod matmul;
 pub mod measurement;

@@ -12,6 +12,7 @@ mod depthwise_conv;
 mod diffusion;
 mod elementwise;
 mod equivariance;
+mod fft;
 mod group_norm;
 mod matmul;
 mod measurement;
