@@ -1,6 +1,7 @@
 //! DPS on the GPU: one step against a PyTorch re-statement of the reference update
 //! (tools/make_dps_fixtures.py, float64), and the whole loop's residency and repeatability.
 
+use equireg_tests::rel_l2;
 use std::path::PathBuf;
 
 use equireg::operators::Operator;
@@ -27,16 +28,6 @@ fn fixture(task: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/dps")
         .join(task)
-}
-
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| ((g - w) as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 fn read(dir: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
@@ -141,10 +132,7 @@ fn one_dps_step_matches_the_reference_restatement() {
 fn ten_step_run(g: &Gpu, unet: &UNet, seed: u64, check_counters: bool) -> Vec<f32> {
     let task = Task::load("sr4", &[]).unwrap();
     let shape = [1, 3, 64, 64];
-    let clean: Vec<f32> = synthetic::tensor(3, "clean", &shape)
-        .iter()
-        .map(|v| (0.5 * v).clamp(-1.0, 1.0))
-        .collect();
+    let clean = equireg_tests::clean_image(&shape);
     let measured = equireg::restore::simulate(g, &task, shape, &clean, seed, 0).unwrap();
     let y = g
         .upload(&measured.operator.output_shape(), &measured.y)

@@ -24,10 +24,7 @@ fn run(
 ) -> (Vec<f32>, equireg_gpu::CounterSnapshot) {
     let task = Task::load("sr4", &[]).unwrap();
     let shape = [1, 3, 64, 64];
-    let clean: Vec<f32> = synthetic::tensor(3, "clean", &shape)
-        .iter()
-        .map(|v| (0.5 * v).clamp(-1.0, 1.0))
-        .collect();
+    let clean = equireg_tests::clean_image(&shape);
     let measured = equireg::restore::simulate(g, &task, shape, &clean, seed, 0).unwrap();
     let y = g
         .upload(&measured.operator.output_shape(), &measured.y)
@@ -261,13 +258,7 @@ fn penalty_and_gradient_match_the_pytorch_restatement() {
         }
         let got = g.download(&grad).unwrap();
         let (_, want) = equireg_nn::npy::read_f32(&dir.join("grad.npy")).unwrap();
-        let num: f64 = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum();
-        let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-        let err = (num / den).sqrt();
+        let err = equireg_tests::rel_l2(&got, &want);
         eprintln!("{case}: penalty {pen:?}, gradient relative L2 {err:.2e}");
         assert!(err < 1e-3, "{case}: gradient relative L2 error {err:.3e}");
     }

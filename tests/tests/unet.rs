@@ -1,6 +1,7 @@
 //! The guided-diffusion UNet on the GPU against deepinv's DiffUNet (fixtures from
 //! tools/make_fixtures.py, a float64 reference), and strict weight loading.
 
+use equireg_tests::rel_l2;
 use std::path::{Path, PathBuf};
 
 use equireg_gpu::{Gpu, GpuOptions};
@@ -52,16 +53,6 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/unet")
         .join(name)
-}
-
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| ((g - w) as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 fn forward(gpu: &Gpu, unet: &UNet, dir: &Path) -> (Vec<usize>, Vec<f32>) {
