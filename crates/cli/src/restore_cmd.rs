@@ -29,13 +29,16 @@ SIZE POLICY: image sides must be multiples of the network's downsampling factor 
 size, or to --resize HxW) or --crop (centre crop to the largest allowed size, or to --crop HxW); \
 an image is never changed silently.
 
-OUTPUTS: DIR/<image name>/restored.png, measurement.png, grid.png (ground truth, measurement, \
-result; without ground truth: measurement, result), the operator's random parameters when it \
+OUTPUTS: DIR/<image name>/restored.png, measurement.png, baseline.png (the naive reconstruction: \
+bicubic upsampling, the measurement itself, the mean in masked pixels, a flat image for phase \
+retrieval), grid.png (ground truth, measurement, baseline, result(s); without ground truth: \
+measurement, baseline, result(s)), the operator's random parameters when it \
 has any (kernel.npy, mask.npy), DIR/metrics.json and DIR/metrics.csv. Every file is written \
 atomically: an interrupted run never leaves a file that looks complete.
 
 EXAMPLES:
-  equireg restore --task sr4 --input photo.png --weights model.safetensors --preset small64 --out out/
+  equireg restore --task sr4 --input assets/images/chelsea.png --compare --out out/
+  equireg restore --task sr4 --input photo.png --weights ffhq_10m.safetensors --preset ffhq256 --out out/
   equireg restore --task box-inpaint --set dps.zeta=1.0 --steps 250 --input faces/ --batch 4 ...")]
 pub struct RestoreArgs {
     /// Task preset (sr4, gaussian-deblur, motion-deblur, box-inpaint, random-inpaint,
@@ -57,14 +60,15 @@ pub struct RestoreArgs {
     /// operator's output shape [1, C, h, w]; the operator's random parameters come from --seed
     #[arg(long)]
     measurement: Option<PathBuf>,
-    /// Model weights (safetensors, guided-diffusion names)
+    /// Model weights (safetensors, guided-diffusion names); without it, the embedded default
+    /// prior (photo64, natural photographs at 64x64) is used
     #[arg(long)]
-    weights: PathBuf,
-    /// Architecture preset of the weights (ffhq256, imagenet256, small64, tiny32)
-    #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+    weights: Option<PathBuf>,
+    /// Architecture preset of the weights (ffhq256, imagenet256, small64, photo64, tiny32)
+    #[arg(long, conflicts_with = "config", requires = "weights")]
     preset: Option<String>,
     /// Architecture as a JSON file with guided-diffusion's create_model field names
-    #[arg(long)]
+    #[arg(long, requires = "weights")]
     config: Option<PathBuf>,
     /// Sampling steps (respaced from 1000), or a guided-diffusion respacing like "ddim50"
     #[arg(long, default_value = "100")]
@@ -91,7 +95,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "HxW", num_args = 0..=1, default_missing_value = "")]
     crop: Option<String>,
     /// EquiReg settings on top of the task's [equireg] table, e.g.
-    /// group=rot90,alpha=0.01,freq=0.1,form=equi,reduction=norm,schedule=constant,mpe=denoiser:100
+    /// group=rot90,alpha=0.01,freq=0.1,form=equi,reduction=norm,schedule=constant,mpe=default
+    /// (mpe: default = the embedded encoder, denoiser[:T], or an MPE folder)
     /// (EquiReg is on by default)
     #[arg(long, value_name = "KEY=VALUE,...", conflicts_with = "no_equireg")]
     equireg: Option<String>,
@@ -152,6 +157,22 @@ fn image_name(path: &Path) -> String {
         .unwrap_or_else(|| "image".into())
 }
 
+/// The user's checkpoint (--weights with --preset or --config), else the embedded default.
+fn load_prior(gpu: &Gpu, args: &RestoreArgs) -> anyhow::Result<UNet> {
+    Ok(match &args.weights {
+        Some(path) => {
+            if args.preset.is_none() && args.config.is_none() {
+                bail!("--weights needs --preset or --config to say its architecture");
+            }
+            let config = load_config(args.preset.as_deref(), args.config.as_ref())?;
+            let weights = Weights::load(path)?;
+            UNet::new(gpu, &config, &weights)
+                .with_context(|| format!("{} does not fit that architecture", path.display()))?
+        }
+        None => equireg::default_models::prior(gpu).context("the embedded default prior")?,
+    })
+}
+
 /// One restored image's record for metrics.json / metrics.csv.
 struct Record {
     name: String,
@@ -169,9 +190,8 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
     }
     let sampler = Sampler::parse(&args.sampler, args.eta)?;
     let respacing = args.steps.trim().to_string();
-    let config = load_config(args.preset.as_deref(), args.config.as_ref())?;
-    let weights = Weights::load(&args.weights)?;
-    let unet = UNet::new(gpu, &config, &weights)?;
+    let unet = load_prior(gpu, args)?;
+    let config = unet.config().clone();
     let multiple = config.downsampling_factor();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
@@ -205,14 +225,16 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
         let name = image_name(m);
         let mut results = Vec::new();
         let mut measured_pic = None;
+        let mut baseline = None;
         for v in &variants {
             let started = Instant::now();
             let cfg = v.equireg.as_ref().map(|c| (c, mpe.as_ref()));
-            let (restored, pic, zeta) = restore_measurement(
+            let (restored, pic, naive, zeta) = restore_measurement(
                 gpu, &unet, &task, &settings, cfg, m, multiple, steps, &args.out, &name,
             )?;
             zeta_used = zeta;
             measured_pic = pic;
+            baseline = Some(naive);
             records.push(Record {
                 name: name.clone(),
                 solver: v.label,
@@ -228,6 +250,7 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             &name,
             None,
             measured_pic.as_ref(),
+            baseline.as_ref().expect("at least one variant ran"),
             &variants,
             &results,
         )?;
@@ -266,6 +289,8 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let measured_imgs = pics
                 .map(|(data, shape)| images::from_model_shape(&data, shape))
                 .transpose()?;
+            let baselines =
+                images::from_model(&measured.operator.naive_estimate(&y), batch.len(), h, w)?;
             let setup = started.elapsed().as_secs_f64();
             let mut results: Vec<Vec<RgbImage>> = Vec::new();
             let mut seconds = Vec::new();
@@ -305,7 +330,16 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot create {}", dir.display()))?;
                 let pic = measured_imgs.as_ref().map(|v| &v[k]);
                 let restored: Vec<RgbImage> = results.iter().map(|r| r[k].clone()).collect();
-                write_image_outputs(&args.out, &name, Some(gt), pic, &variants, &restored)?;
+                let baseline = &baselines[k];
+                write_image_outputs(
+                    &args.out,
+                    &name,
+                    Some(gt),
+                    pic,
+                    baseline,
+                    &variants,
+                    &restored,
+                )?;
                 for (pname, pshape, pdata) in &params {
                     npy::write_f32(&dir.join(format!("{pname}.npy")), pshape, pdata)?;
                 }
@@ -315,6 +349,14 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
                     }
                     _ => None,
                 };
+                records.push(Record {
+                    name: name.clone(),
+                    solver: "baseline",
+                    psnr: Some(metrics::psnr(baseline, gt)?),
+                    ssim: Some(metrics::ssim(baseline, gt)?),
+                    psnr_measurement,
+                    seconds: 0.0,
+                });
                 for (vi, v) in variants.iter().enumerate() {
                     let rec = Record {
                         name: name.clone(),
@@ -360,7 +402,7 @@ fn progress_bar(steps: usize, label: &str) -> ProgressBar {
 }
 
 /// Restores from an existing measurement file; returns (restored image, picture of the
-/// measurement, zeta).
+/// measurement, naive baseline, zeta).
 #[allow(clippy::too_many_arguments)]
 fn restore_measurement(
     gpu: &Gpu,
@@ -373,7 +415,7 @@ fn restore_measurement(
     steps: usize,
     out: &Path,
     name: &str,
-) -> anyhow::Result<(RgbImage, Option<RgbImage>, f64)> {
+) -> anyhow::Result<(RgbImage, Option<RgbImage>, RgbImage, f64)> {
     let is_npy = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
@@ -421,6 +463,7 @@ fn restore_measurement(
         .map(|(d, shape)| images::from_model_shape(&d, shape))
         .transpose()?
         .map(|mut v| v.remove(0));
+    let naive = images::from_model(&operator.naive_estimate(&y), 1, h, w)?.remove(0);
     let bar = progress_bar(steps, name);
     let (restored, zeta) = restore(
         gpu,
@@ -433,7 +476,12 @@ fn restore_measurement(
         |k, _| bar.set_position(k as u64 + 1),
     )?;
     bar.finish_and_clear();
-    Ok((images::from_model(&restored, 1, h, w)?.remove(0), pic, zeta))
+    Ok((
+        images::from_model(&restored, 1, h, w)?.remove(0),
+        pic,
+        naive,
+        zeta,
+    ))
 }
 
 fn write_image_outputs(
@@ -441,6 +489,7 @@ fn write_image_outputs(
     name: &str,
     gt: Option<&RgbImage>,
     measurement: Option<&RgbImage>,
+    baseline: &RgbImage,
     variants: &[Variant],
     restored: &[RgbImage],
 ) -> anyhow::Result<()> {
@@ -454,6 +503,8 @@ fn write_image_outputs(
         images::save_png(&dir.join("measurement.png"), m)?;
         panels.push(m);
     }
+    images::save_png(&dir.join("baseline.png"), baseline)?;
+    panels.push(baseline);
     for (v, r) in variants.iter().zip(restored) {
         let file = if variants.len() == 1 {
             "restored.png".to_string()

@@ -239,6 +239,7 @@ fn restore_writes_results_metrics_and_a_grid() {
     for f in [
         "grid.png",
         "measurement.png",
+        "baseline.png",
         "restored_dps.png",
         "restored_equireg.png",
         "mask.npy",
@@ -255,12 +256,48 @@ fn restore_writes_results_metrics_and_a_grid() {
     assert!(m["mean"]["dps"]["psnr"].as_f64().unwrap().is_finite());
     assert!(m["mean"]["dps+equireg"]["ssim"].as_f64().is_some());
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(m["mean"]["baseline"]["psnr"].as_f64().unwrap().is_finite());
+    assert_eq!(csv.lines().count(), 4, "{csv}");
     let grid = image::open(out.join("restore-in/grid.png")).unwrap();
     assert_eq!(grid.height(), 32);
     assert!(
-        grid.width() > 4 * 32,
-        "ground truth, measurement and two results"
+        grid.width() > 5 * 32,
+        "ground truth, measurement, baseline and two results"
+    );
+}
+
+/// The README's main command, shortened to 2 steps: the embedded default prior and MPE
+/// encoder on a bundled photograph, no --weights.
+#[test]
+fn restore_runs_on_the_embedded_default_models_without_weights() {
+    let photo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/images/chelsea.png");
+    let out = tmp("restore-default-out");
+    let o = equireg()
+        .args(["restore", "--task", "sr4", "--compare", "--steps", "2"])
+        .arg("--input")
+        .arg(&photo)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for solver in ["baseline", "dps", "dps+equireg"] {
+        assert!(
+            m["mean"][solver]["psnr"].as_f64().unwrap().is_finite(),
+            "{solver}: {m}"
+        );
+    }
+    assert!(out.join("chelsea/grid.png").is_file());
+    // --preset and --config describe --weights; alone they are an error, not ignored.
+    fails_with(
+        &[
+            "restore", "--task", "sr4", "--preset", "small64", "--input",
+            &photo.to_string_lossy(), "--out", &out.to_string_lossy(),
+        ],
+        "--weights",
     );
 }
 

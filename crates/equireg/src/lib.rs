@@ -2,6 +2,7 @@
 //! (each with forward and VJP on the GPU and a CPU twin), the DPS solver whose whole reverse loop
 //! stays on the GPU, image I/O and metrics.
 
+pub mod default_models;
 pub mod error;
 pub mod images;
 pub mod lpips;

@@ -232,11 +232,15 @@ impl MpeRun for NetworkRun<'_> {
     }
 }
 
-/// The MPE function a spec names: `denoiser` or `denoiser:T` (the diffusion model's own x0
+/// The MPE function a spec names: `default` (the embedded encoder, see
+/// [`crate::default_models`]), `denoiser` or `denoiser:T` (the diffusion model's own x0
 /// estimate at training timestep T, default 100), or a folder with an MPE network's
 /// `config.json` and `weights.safetensors`.
 pub fn from_spec<'a>(gpu: &Gpu, spec: &str, unet: &'a UNet) -> Result<Box<dyn Mpe + 'a>> {
     let spec = spec.trim();
+    if spec == crate::default_models::MPE_SPEC {
+        return Ok(Box::new(crate::default_models::mpe(gpu)?));
+    }
     if let Some(rest) = spec.strip_prefix("denoiser") {
         let t = match rest.strip_prefix(':') {
             None if rest.is_empty() => 100,
@@ -252,7 +256,7 @@ pub fn from_spec<'a>(gpu: &Gpu, spec: &str, unet: &'a UNet) -> Result<Box<dyn Mp
     let dir = Path::new(spec);
     if !dir.is_dir() {
         return Err(Error::invalid(format!(
-            "MPE {spec:?}: expected denoiser[:T] or a folder holding config.json and \
+            "MPE {spec:?}: expected default, denoiser[:T] or a folder holding config.json and \
              weights.safetensors"
         )));
     }

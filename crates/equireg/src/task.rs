@@ -72,8 +72,8 @@ pub struct EquiRegPreset {
     pub reduction: String,
     pub schedule: String,
     pub cutoff: usize,
-    /// "denoiser[:t]" (the diffusion model's own x0 estimate at timestep t) or a path to an MPE
-    /// network's weights (with its config beside it).
+    /// "default" (the embedded encoder of [`crate::default_models`]), "denoiser[:t]" (the
+    /// diffusion model's own x0 estimate at timestep t) or an MPE network's folder.
     pub mpe: String,
 }
 
@@ -87,7 +87,7 @@ impl Default for EquiRegPreset {
             reduction: "norm".into(),
             schedule: "constant".into(),
             cutoff: 100,
-            mpe: "denoiser:100".into(),
+            mpe: crate::default_models::MPE_SPEC.into(),
         }
     }
 }

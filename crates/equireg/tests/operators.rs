@@ -755,3 +755,75 @@ fn poisson_noise_has_its_moments_and_is_seeded() {
     let out = Noise::Poisson { rate: 1.0 }.apply_cpu(&[-1.0, -3.0], 3);
     assert_eq!(out, vec![-1.0, -1.0]);
 }
+
+/// PyTorch's F.interpolate(scale_factor=4, mode="bicubic", align_corners=False) of the 3x4
+/// image x[k] = k^1.5 / 5 - 1: rows 0 and 5 and the sum of the 12x16 output (float64 torch).
+#[test]
+fn bicubic_upsampling_matches_torch_interpolate() {
+    use equireg::operators::resize::bicubic_upsample;
+    let x: Vec<f32> = (0..12).map(|k| (k as f32).powf(1.5) / 5.0 - 1.0).collect();
+    let y = bicubic_upsample(&x, [1, 1, 3, 4], 4);
+    assert_eq!(y.len(), 12 * 16);
+    let row0 = [
+        -1.1924905917, -1.1866980199, -1.1632581591, -1.1426347142, -1.1145959245, -1.063166997,
+        -0.9829647944, -0.9176780479, -0.8519916874, -0.759567164, -0.6253720928, -0.4998796491,
+        -0.3909928989, -0.2963059378, -0.2218414027, -0.205024109,
+    ];
+    let row5 = [
+        0.1598348873, 0.1816728714, 0.2760563557, 0.3864609461, 0.5179467944, 0.6894913721,
+        0.898141695, 1.0467983344, 1.1721343251, 1.3344760276, 1.5703539239, 1.7792473194,
+        1.9515032514, 2.0992566597, 2.2193709136, 2.2467684546,
+    ];
+    for (k, (&a, &b)) in y[..16].iter().zip(&row0).enumerate() {
+        assert!((a as f64 - b).abs() < 1e-5, "row 0 col {k}: {a} vs {b}");
+    }
+    for (k, (&a, &b)) in y[5 * 16..6 * 16].iter().zip(&row5).enumerate() {
+        assert!((a as f64 - b).abs() < 1e-5, "row 5 col {k}: {a} vs {b}");
+    }
+    let sum: f64 = y.iter().map(|&v| v as f64).sum();
+    assert!((sum - 379.80666797504296).abs() < 1e-3, "sum {sum}");
+}
+
+#[test]
+fn naive_estimates_are_the_documented_baselines() {
+    let g = gpu();
+    let shape = [2, 3, 16, 16];
+    let n: usize = shape.iter().product();
+    let x = random(n, 41);
+    // Super-resolution: bicubic upsampling of the measurement, at the input shape.
+    let sr = SuperResolution::new(g, shape, 4, ResizeKind::Bicubic).unwrap();
+    let y = sr.forward_cpu(&x);
+    let up = sr.naive_estimate(&y);
+    assert_eq!(up.len(), n);
+    let y_const = vec![0.25f32; y.len()];
+    assert!(sr.naive_estimate(&y_const).iter().all(|v| (v - 0.25).abs() < 1e-6));
+    // Blur: the measurement itself.
+    let blur = Blur::gaussian(g, shape, 5, 1.0).unwrap();
+    let yb = blur.forward_cpu(&x);
+    assert_eq!(blur.naive_estimate(&yb), yb);
+    // Inpainting: observed pixels kept, holes filled with the observed mean of each image and
+    // channel.
+    let mut mask = vec![1.0f32; 16 * 16];
+    for m in mask.iter_mut().take(100) {
+        *m = 0.0;
+    }
+    let inp = Inpaint::from_mask(g, shape, mask.clone()).unwrap();
+    let yi = inp.forward_cpu(&x);
+    let est = inp.naive_estimate(&yi);
+    for p in 0..6 {
+        let plane = &x[p * 256..(p + 1) * 256];
+        let mean = plane[100..].iter().map(|&v| v as f64).sum::<f64>() / 156.0;
+        for k in 0..256 {
+            let want = if k < 100 { mean as f32 } else { plane[k] };
+            assert!((est[p * 256 + k] - want).abs() < 1e-5, "plane {p} pixel {k}");
+        }
+    }
+    // HDR: the measurement divided by the scale.
+    let hdr = Hdr::new(g, shape, 2.0).unwrap();
+    let yh = hdr.forward_cpu(&x);
+    assert!(hdr.naive_estimate(&yh).iter().zip(&yh).all(|(a, b)| (a * 2.0 - b).abs() < 1e-6));
+    // Phase retrieval: a flat zero image.
+    let pr = equireg::operators::phase_retrieval::PhaseRetrieval::new(g, shape, 2.0).unwrap();
+    let yp = pr.forward_cpu(&x);
+    assert_eq!(pr.naive_estimate(&yp), vec![0.0; n]);
+}

@@ -162,6 +162,25 @@ impl Operator for Inpaint {
         reference::mul_mask(dy, self.input, &self.mask)
     }
 
+    fn naive_estimate(&self, y: &[f32]) -> Vec<f32> {
+        let plane = self.input[2] * self.input[3];
+        let mut out = y.to_vec();
+        for chunk in out.chunks_mut(plane) {
+            let (sum, count) = chunk
+                .iter()
+                .zip(&self.mask)
+                .filter(|(_, m)| **m > 0.5)
+                .fold((0f64, 0usize), |(s, k), (v, _)| (s + *v as f64, k + 1));
+            let mean = if count > 0 { (sum / count as f64) as f32 } else { 0.0 };
+            for (v, m) in chunk.iter_mut().zip(&self.mask) {
+                if *m <= 0.5 {
+                    *v = mean;
+                }
+            }
+        }
+        out
+    }
+
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {
         Some((y.to_vec(), self.input))
     }

@@ -47,4 +47,10 @@ pub trait Operator: Send + Sync {
     fn parameters(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
         Vec::new()
     }
+    /// The naive reconstruction evaluations compare against, from the measurement alone, in
+    /// the input's shape and range: bicubic upsampling (super-resolution), the measurement
+    /// itself (blur), masked pixels filled with the mean of the observed ones (inpainting),
+    /// the measurement divided by the scale (HDR), a flat zero image (phase retrieval: the
+    /// magnitudes alone give no image-space estimate).
+    fn naive_estimate(&self, y: &[f32]) -> Vec<f32>;
 }

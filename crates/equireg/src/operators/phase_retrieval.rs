@@ -186,6 +186,10 @@ impl Operator for PhaseRetrieval {
 
     /// `log(1 + y)` scaled per image (over its channels) onto [-1, 1]: the magnitude spans
     /// decades, and the log keeps more than the DC peak visible.
+    fn naive_estimate(&self, _y: &[f32]) -> Vec<f32> {
+        vec![0.0; self.input.iter().product()]
+    }
+
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {
         let s = self.output_shape();
         let shape = [s[0], s[1], s[2], s[3]];

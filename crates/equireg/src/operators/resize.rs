@@ -217,6 +217,48 @@ pub(crate) fn expect_host(op: &str, what: &str, len: usize, want: usize) {
 }
 
 /// Downsampling by an integer factor, DPS's super-resolution operator.
+/// PyTorch's `F.interpolate(mode="bicubic", align_corners=False)` (Keys' cubic with
+/// a = -0.75, border pixels repeated), upsampling `[N, C, h, w]` by `scale`, on the host.
+pub fn bicubic_upsample(y: &[f32], shape: [usize; 4], scale: usize) -> Vec<f32> {
+    let [n, c, h, w] = shape;
+    let (oh, ow) = (h * scale, w * scale);
+    // Per output coordinate: four source indices and weights.
+    let taps = |len: usize, out: usize| -> Vec<([usize; 4], [f64; 4])> {
+        (0..out)
+            .map(|o| {
+                let src = (o as f64 + 0.5) / scale as f64 - 0.5;
+                let base = src.floor();
+                let t = src - base;
+                let a = -0.75;
+                let cubic1 = |x: f64| ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+                let cubic2 = |x: f64| ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+                let wts = [cubic2(t + 1.0), cubic1(t), cubic1(1.0 - t), cubic2(2.0 - t)];
+                let idx = std::array::from_fn(|k| {
+                    (base as i64 - 1 + k as i64).clamp(0, len as i64 - 1) as usize
+                });
+                (idx, wts)
+            })
+            .collect()
+    };
+    let (th, tw) = (taps(h, oh), taps(w, ow));
+    let mut out = vec![0f32; n * c * oh * ow];
+    for p in 0..n * c {
+        let src = &y[p * h * w..(p + 1) * h * w];
+        for (oy, (iy, wy)) in th.iter().enumerate() {
+            for (ox, (ix, wx)) in tw.iter().enumerate() {
+                let mut acc = 0f64;
+                for a in 0..4 {
+                    for b in 0..4 {
+                        acc += wy[a] * wx[b] * src[iy[a] * w + ix[b]] as f64;
+                    }
+                }
+                out[p * oh * ow + oy * ow + ox] = acc as f32;
+            }
+        }
+    }
+    out
+}
+
 pub struct SuperResolution {
     name: &'static str,
     input: [usize; 4],
@@ -346,6 +388,11 @@ impl Operator for SuperResolution {
         let (t, s) = apply_axis(&dy, o, &self.ww, o[3], Axis::W, true);
         let (dx, _) = apply_axis(&t, s, &self.wh, o[2], Axis::H, true);
         dx.into_iter().map(|v| v as f32).collect()
+    }
+
+    fn naive_estimate(&self, y: &[f32]) -> Vec<f32> {
+        let [n, c, h, w] = self.input;
+        bicubic_upsample(y, [n, c, h / self.scale, w / self.scale], self.scale)
     }
 
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {
