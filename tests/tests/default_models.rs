@@ -25,7 +25,10 @@ fn check_file(model: &str) -> Weights {
 
 #[test]
 fn the_default_prior_is_photo64_and_matches_its_pytorch_output() {
-    assert_eq!(default_models::prior_config().unwrap(), UNetConfig::photo64());
+    assert_eq!(
+        default_models::prior_config().unwrap(),
+        UNetConfig::photo64()
+    );
     let g = gpu();
     let unet = default_models::prior(&g).unwrap();
     let check = check_file("prior");

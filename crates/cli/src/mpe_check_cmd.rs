@@ -18,8 +18,9 @@ use equireg_gpu::{DType, Gpu};
 
 #[derive(Args)]
 pub struct MpeCheckArgs {
-    /// MPE network folder (config.json + weights.safetensors)
-    #[arg(long)]
+    /// MPE network folder (config.json + weights.safetensors), or "default" for the embedded
+    /// default encoder
+    #[arg(long, default_value = "default")]
     mpe: PathBuf,
     /// Folder of clean PNG/JPEG images (centre-cropped to --size)
     #[arg(long)]
@@ -115,7 +116,11 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
-    let mpe = NetworkMpe::load(gpu, &args.mpe)?;
+    let mpe = if args.mpe.as_os_str() == equireg::default_models::MPE_SPEC {
+        equireg::default_models::mpe(gpu)?
+    } else {
+        NetworkMpe::load(gpu, &args.mpe)?
+    };
     let files = images::list_images(&args.images)?;
     let s = args.size;
     let mut clean = Vec::new();

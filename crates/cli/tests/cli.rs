@@ -294,8 +294,15 @@ fn restore_runs_on_the_embedded_default_models_without_weights() {
     // --preset and --config describe --weights; alone they are an error, not ignored.
     fails_with(
         &[
-            "restore", "--task", "sr4", "--preset", "small64", "--input",
-            &photo.to_string_lossy(), "--out", &out.to_string_lossy(),
+            "restore",
+            "--task",
+            "sr4",
+            "--preset",
+            "small64",
+            "--input",
+            &photo.to_string_lossy(),
+            "--out",
+            &out.to_string_lossy(),
         ],
         "--weights",
     );

@@ -765,14 +765,40 @@ fn bicubic_upsampling_matches_torch_interpolate() {
     let y = bicubic_upsample(&x, [1, 1, 3, 4], 4);
     assert_eq!(y.len(), 12 * 16);
     let row0 = [
-        -1.1924905917, -1.1866980199, -1.1632581591, -1.1426347142, -1.1145959245, -1.063166997,
-        -0.9829647944, -0.9176780479, -0.8519916874, -0.759567164, -0.6253720928, -0.4998796491,
-        -0.3909928989, -0.2963059378, -0.2218414027, -0.205024109,
+        -1.1924905917,
+        -1.1866980199,
+        -1.1632581591,
+        -1.1426347142,
+        -1.1145959245,
+        -1.063166997,
+        -0.9829647944,
+        -0.9176780479,
+        -0.8519916874,
+        -0.759567164,
+        -0.6253720928,
+        -0.4998796491,
+        -0.3909928989,
+        -0.2963059378,
+        -0.2218414027,
+        -0.205024109,
     ];
     let row5 = [
-        0.1598348873, 0.1816728714, 0.2760563557, 0.3864609461, 0.5179467944, 0.6894913721,
-        0.898141695, 1.0467983344, 1.1721343251, 1.3344760276, 1.5703539239, 1.7792473194,
-        1.9515032514, 2.0992566597, 2.2193709136, 2.2467684546,
+        0.1598348873,
+        0.1816728714,
+        0.2760563557,
+        0.3864609461,
+        0.5179467944,
+        0.6894913721,
+        0.898141695,
+        1.0467983344,
+        1.1721343251,
+        1.3344760276,
+        1.5703539239,
+        1.7792473194,
+        1.9515032514,
+        2.0992566597,
+        2.2193709136,
+        2.2467684546,
     ];
     for (k, (&a, &b)) in y[..16].iter().zip(&row0).enumerate() {
         assert!((a as f64 - b).abs() < 1e-5, "row 0 col {k}: {a} vs {b}");
@@ -796,7 +822,11 @@ fn naive_estimates_are_the_documented_baselines() {
     let up = sr.naive_estimate(&y);
     assert_eq!(up.len(), n);
     let y_const = vec![0.25f32; y.len()];
-    assert!(sr.naive_estimate(&y_const).iter().all(|v| (v - 0.25).abs() < 1e-6));
+    assert!(
+        sr.naive_estimate(&y_const)
+            .iter()
+            .all(|v| (v - 0.25).abs() < 1e-6)
+    );
     // Blur: the measurement itself.
     let blur = Blur::gaussian(g, shape, 5, 1.0).unwrap();
     let yb = blur.forward_cpu(&x);
@@ -815,13 +845,21 @@ fn naive_estimates_are_the_documented_baselines() {
         let mean = plane[100..].iter().map(|&v| v as f64).sum::<f64>() / 156.0;
         for k in 0..256 {
             let want = if k < 100 { mean as f32 } else { plane[k] };
-            assert!((est[p * 256 + k] - want).abs() < 1e-5, "plane {p} pixel {k}");
+            assert!(
+                (est[p * 256 + k] - want).abs() < 1e-5,
+                "plane {p} pixel {k}"
+            );
         }
     }
     // HDR: the measurement divided by the scale.
     let hdr = Hdr::new(g, shape, 2.0).unwrap();
     let yh = hdr.forward_cpu(&x);
-    assert!(hdr.naive_estimate(&yh).iter().zip(&yh).all(|(a, b)| (a * 2.0 - b).abs() < 1e-6));
+    assert!(
+        hdr.naive_estimate(&yh)
+            .iter()
+            .zip(&yh)
+            .all(|(a, b)| (a * 2.0 - b).abs() < 1e-6)
+    );
     // Phase retrieval: a flat zero image.
     let pr = equireg::operators::phase_retrieval::PhaseRetrieval::new(g, shape, 2.0).unwrap();
     let yp = pr.forward_cpu(&x);

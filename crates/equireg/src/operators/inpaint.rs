@@ -171,7 +171,11 @@ impl Operator for Inpaint {
                 .zip(&self.mask)
                 .filter(|(_, m)| **m > 0.5)
                 .fold((0f64, 0usize), |(s, k), (v, _)| (s + *v as f64, k + 1));
-            let mean = if count > 0 { (sum / count as f64) as f32 } else { 0.0 };
+            let mean = if count > 0 {
+                (sum / count as f64) as f32
+            } else {
+                0.0
+            };
             for (v, m) in chunk.iter_mut().zip(&self.mask) {
                 if *m <= 0.5 {
                     *v = mean;
