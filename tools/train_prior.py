@@ -142,12 +142,12 @@ def main():
     print(f"{args.preset}: {params / 1e6:.2f} M parameters, device {dev}, batch {args.batch}")
 
     def save():
+        phase["last_step"] = step
         os.makedirs(args.work, exist_ok=True)
         torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), step=step,
                         log=log_rows, seconds=seconds, phases=phases, rng=torch.get_rng_state()), ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
         recent = [r[1] for r in log_rows[-200:]]
-        phase["last_step"] = step
         meta = dict(preset=args.preset, steps=step, ema=args.ema, phases=phases,
                     train_seconds=round(seconds), parameters=params,
                     final_loss_mean_last_200=sum(recent) / max(1, len(recent)), corpus=args.corpus)
