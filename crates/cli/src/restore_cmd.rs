@@ -65,10 +65,10 @@ pub struct RestoreArgs {
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Architecture preset of the weights (ffhq256, imagenet256, small64, photo64, tiny32)
-    #[arg(long, conflicts_with = "config", requires = "weights")]
+    #[arg(long, conflicts_with = "config")]
     preset: Option<String>,
     /// Architecture as a JSON file with guided-diffusion's create_model field names
-    #[arg(long, requires = "weights")]
+    #[arg(long)]
     config: Option<PathBuf>,
     /// Sampling steps (respaced from 1000), or a guided-diffusion respacing like "ddim50"
     #[arg(long, default_value = "100")]
@@ -168,6 +168,12 @@ fn load_prior(gpu: &Gpu, args: &RestoreArgs) -> anyhow::Result<UNet> {
             let weights = Weights::load(path)?;
             UNet::new(gpu, &config, &weights)
                 .with_context(|| format!("{} does not fit that architecture", path.display()))?
+        }
+        None if args.preset.is_some() || args.config.is_some() => {
+            bail!(
+                "--preset and --config describe the architecture of --weights; give --weights \
+                 too, or neither for the embedded default prior"
+            )
         }
         None => equireg::default_models::prior(gpu).context("the embedded default prior")?,
     })
