@@ -37,7 +37,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from equireg_train.autoencoder import Autoencoder  # noqa: E402
 from equireg_train.data import CropSampler  # noqa: E402
-from equireg_train.export import plot_losses, save_safetensors  # noqa: E402
+from equireg_train.export import log_progress, plot_losses, recent_loss, save_safetensors  # noqa: E402
 
 CONFIG = dict(kind="ldm_encoder", ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[],
               z_channels=4, embed_dim=4, in_channels=3, resolution=64, double_z=False)
@@ -130,10 +130,9 @@ def main():
         torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, log=log_rows,
                         seconds=seconds, phases=phases), ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
-        recent = [r[1] for r in log_rows[-200:]]
         export(model, args.out, log_rows, dict(steps=step, phases=phases, train_seconds=round(seconds),
                                                 encoder_parameters=params, corpus=args.corpus,
-                                                final_loss_mean_last_200=sum(recent) / max(1, len(recent))))
+                                                final_loss_mean_last_200=recent_loss(log_rows, 200)))
 
     start = time.time()
     budget = args.minutes * 60 if args.minutes else float("inf")
@@ -167,9 +166,7 @@ def main():
         step += 1
         seconds += time.time() - t0
         log_rows.append((step, round(loss.item(), 6)))
-        if step % 50 == 0:
-            recent = [r_[1] for r_ in log_rows[-50:]]
-            print(f"step {step} loss {sum(recent) / len(recent):.4f} ({seconds / step:.2f} s/step)", flush=True)
+        log_progress(step, log_rows, seconds)
         if step % args.save_every == 0:
             save()
     save()

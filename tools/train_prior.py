@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from equireg_train.data import CropSampler  # noqa: E402
 from equireg_train.diffusion import Diffusion  # noqa: E402
-from equireg_train.export import plot_losses, save_safetensors  # noqa: E402
+from equireg_train.export import log_progress, plot_losses, recent_loss, save_safetensors  # noqa: E402
 from equireg_train.unet import UNet  # noqa: E402
 
 # equireg's UNetConfig presets (crates/nn/src/config.rs), field for field.
@@ -147,10 +147,9 @@ def main():
         torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), step=step,
                         log=log_rows, seconds=seconds, phases=phases, rng=torch.get_rng_state()), ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
-        recent = [r[1] for r in log_rows[-200:]]
         meta = dict(preset=args.preset, steps=step, ema=args.ema, phases=phases,
                     train_seconds=round(seconds), parameters=params,
-                    final_loss_mean_last_200=sum(recent) / max(1, len(recent)), corpus=args.corpus)
+                    final_loss_mean_last_200=recent_loss(log_rows, 200), corpus=args.corpus)
         export(ema, cfg, args.out, log_rows, meta)
 
     start = time.time()
@@ -174,9 +173,7 @@ def main():
         step += 1
         seconds += time.time() - t0
         log_rows.append((step, round(loss.item(), 6), round(mse.item(), 6), round(vb.item(), 6)))
-        if step % 50 == 0:
-            recent = [r[1] for r in log_rows[-50:]]
-            print(f"step {step} loss {sum(recent) / len(recent):.4f} ({seconds / step:.2f} s/step)", flush=True)
+        log_progress(step, log_rows, seconds)
         if step % args.save_every == 0:
             save()
     save()

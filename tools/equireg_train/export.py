@@ -59,3 +59,15 @@ def plot_losses(rows, path, title):
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+def recent_loss(rows, n):
+    """Mean loss (second column) of the last n logged steps; 0 before the first step."""
+    recent = [r[1] for r in rows[-n:]]
+    return sum(recent) / max(1, len(recent))
+
+
+def log_progress(step, rows, seconds):
+    """Every 50 steps: the mean loss of those 50 and the seconds per step so far."""
+    if step % 50 == 0:
+        print(f"step {step} loss {recent_loss(rows, 50):.4f} ({seconds / step:.2f} s/step)", flush=True)
