@@ -6,7 +6,8 @@ use equireg_gpu::{Gpu, Recorder, Tensor};
 
 use crate::config::UNetConfig;
 use crate::error::{NnError, Result};
-use crate::graph::{Graph, Node, ParamId, PlannedGraph, ValueId};
+use crate::graph::{Graph, Node, ParamId, ValueId};
+use crate::planned::PlannedModel;
 use crate::weights::{WeightSpec, Weights};
 
 /// A UNet with its weights on the GPU.
@@ -18,15 +19,11 @@ pub struct UNet {
 
 /// The UNet planned for one (batch, height, width): write the input and timesteps, record the
 /// forward, read the output. Running it again at the same size allocates nothing.
+/// The UNet planned for one input size; derefs to its [`PlannedModel`] (input [N, in_channels,
+/// H, W], output [N, model_out_channels, H, W], VJP, FLOPs).
 pub struct UNetRun {
-    graph: PlannedGraph,
-    x: ValueId,
+    model: PlannedModel,
     t: ValueId,
-    out: ValueId,
-    /// Nodes [0, forward_nodes) are the forward; the rest the VJP, if planned.
-    forward_nodes: usize,
-    /// (cotangent of the output, gradient of the input) when planned with the VJP.
-    vjp: Option<(ValueId, ValueId)>,
 }
 
 enum Resample {
@@ -426,71 +423,31 @@ impl UNet {
         }
         let b = build(&self.config, n, h, w, with_vjp)?;
         Ok(UNetRun {
-            graph: b.graph.plan(gpu)?,
-            x: b.x,
+            model: PlannedModel::new(b.graph.plan(gpu)?, b.x, b.out, b.forward_nodes, b.vjp),
             t: b.t,
-            out: b.out,
-            forward_nodes: b.forward_nodes,
-            vjp: b.vjp,
         })
     }
 }
 
-impl UNetRun {
-    /// [N, in_channels, H, W]
-    pub fn input(&self) -> &Tensor {
-        self.graph.tensor(self.x)
+impl std::ops::Deref for UNetRun {
+    type Target = PlannedModel;
+    fn deref(&self) -> &PlannedModel {
+        &self.model
     }
+}
+
+impl UNetRun {
     /// [N] timesteps as f32
     pub fn timesteps(&self) -> &Tensor {
-        self.graph.tensor(self.t)
+        self.model.tensor(self.t)
     }
-    /// [N, model_out_channels, H, W]
-    pub fn output(&self) -> &Tensor {
-        self.graph.tensor(self.out)
-    }
-    pub fn planned_bytes(&self) -> u64 {
-        self.graph.planned_bytes()
-    }
+
     pub fn record_forward(&self, rec: &mut Recorder, unet: &UNet) -> Result<()> {
-        self.graph
-            .record_range(rec, &unet.params, 0..self.forward_nodes)
-    }
-
-    fn vjp_ids(&self) -> Result<(ValueId, ValueId)> {
-        self.vjp.ok_or_else(|| {
-            NnError::Input("this run was planned without the VJP (use plan_with_vjp)".into())
-        })
-    }
-
-    /// The cotangent of the output, [N, model_out_channels, H, W]: write it before `record_vjp`.
-    pub fn cotangent(&self) -> Result<&Tensor> {
-        Ok(self.graph.tensor(self.vjp_ids()?.0))
-    }
-
-    /// The gradient of sum(output * cotangent) with respect to the input, after `record_vjp`.
-    pub fn input_grad(&self) -> Result<&Tensor> {
-        Ok(self.graph.tensor(self.vjp_ids()?.1))
+        self.model.record_forward_with(rec, &unet.params)
     }
 
     /// Records the VJP; the forward must have been recorded (in this or an earlier submit).
     pub fn record_vjp(&self, rec: &mut Recorder, unet: &UNet) -> Result<()> {
-        self.vjp_ids()?;
-        self.graph.record_range(
-            rec,
-            &unet.params,
-            self.forward_nodes..self.graph.graph().nodes().len(),
-        )
-    }
-
-    /// FLOPs of one forward (multiply-adds count 2), from the convs, linears and attention.
-    pub fn flops(&self) -> f64 {
-        self.graph.graph().flops_of(0..self.forward_nodes)
-    }
-
-    /// FLOPs of the VJP alone (0 when planned without it).
-    pub fn vjp_flops(&self) -> f64 {
-        let n = self.graph.graph().nodes().len();
-        self.graph.graph().flops_of(self.forward_nodes..n)
+        self.model.record_vjp_with(rec, &unet.params)
     }
 }

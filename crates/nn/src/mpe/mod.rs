@@ -33,7 +33,8 @@ use equireg_gpu::{Gpu, Recorder, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, Result};
-use crate::graph::{Graph, Node, ParamId, PlannedGraph, ValueId};
+use crate::graph::{Graph, Node, ParamId, ValueId};
+use crate::planned::PlannedModel;
 use crate::weights::{WeightSpec, Weights};
 
 pub use ldm::LdmEncoderConfig;
@@ -335,14 +336,11 @@ pub struct Mpe {
 /// An MPE network planned for one (batch, height, width): write the input, record the forward,
 /// read the output; with the VJP, write the cotangent, record the VJP, read the input gradient.
 /// Running it again at the same size allocates nothing.
+/// An MPE network planned for one input size; derefs to its [`PlannedModel`]. Output: LDM
+/// encoder [N, z_channels, H / f, W / f]; SmallCNN [N, num_classes] (logits) or [N, C, H', W']
+/// (features).
 pub struct MpeRun {
-    graph: PlannedGraph,
-    x: ValueId,
-    out: ValueId,
-    /// Nodes [0, forward_nodes) are the forward; the rest the VJP, if planned.
-    forward_nodes: usize,
-    /// (cotangent of the output, gradient of the input) when planned with the VJP.
-    vjp: Option<(ValueId, ValueId)>,
+    model: PlannedModel,
 }
 
 impl Mpe {
@@ -450,72 +448,27 @@ impl Mpe {
         check_input(&self.config, n, h, w)?;
         let b = build(&self.config, n, h, w, with_vjp)?;
         Ok(MpeRun {
-            graph: b.graph.plan(gpu)?,
-            x: b.x,
-            out: b.out,
-            forward_nodes: b.forward_nodes,
-            vjp: b.vjp,
+            model: PlannedModel::new(b.graph.plan(gpu)?, b.x, b.out, b.forward_nodes, b.vjp),
         })
     }
 }
 
+impl std::ops::Deref for MpeRun {
+    type Target = PlannedModel;
+    fn deref(&self) -> &PlannedModel {
+        &self.model
+    }
+}
+
 impl MpeRun {
-    /// [N, in_channels, H, W]
-    pub fn input(&self) -> &Tensor {
-        self.graph.tensor(self.x)
-    }
-
-    /// LDM encoder: [N, z_channels, H / f, W / f]; SmallCNN: [N, num_classes] (logits) or
-    /// [N, C, H', W'] (features).
-    pub fn output(&self) -> &Tensor {
-        self.graph.tensor(self.out)
-    }
-
-    pub fn planned_bytes(&self) -> u64 {
-        self.graph.planned_bytes()
-    }
-
     pub fn record_forward(&self, rec: &mut Recorder, mpe: &Mpe) -> Result<()> {
-        self.graph
-            .record_range(rec, &mpe.params, 0..self.forward_nodes)
-    }
-
-    fn vjp_ids(&self) -> Result<(ValueId, ValueId)> {
-        self.vjp.ok_or_else(|| {
-            NnError::Input("this run was planned without the VJP (use plan_with_vjp)".into())
-        })
-    }
-
-    /// The cotangent of the output (shaped like it): write it before `record_vjp`.
-    pub fn cotangent(&self) -> Result<&Tensor> {
-        Ok(self.graph.tensor(self.vjp_ids()?.0))
-    }
-
-    /// The gradient of sum(output * cotangent) with respect to the input, after `record_vjp`.
-    pub fn input_grad(&self) -> Result<&Tensor> {
-        Ok(self.graph.tensor(self.vjp_ids()?.1))
+        self.model.record_forward_with(rec, &mpe.params)
     }
 
     /// Records the VJP; the forward must have been recorded (in this or an earlier submit) with
     /// the input it is the gradient at.
     pub fn record_vjp(&self, rec: &mut Recorder, mpe: &Mpe) -> Result<()> {
-        self.vjp_ids()?;
-        self.graph.record_range(
-            rec,
-            &mpe.params,
-            self.forward_nodes..self.graph.graph().nodes().len(),
-        )
-    }
-
-    /// FLOPs of one forward (multiply-adds count 2): convolutions, linears, matmuls.
-    pub fn flops(&self) -> f64 {
-        self.graph.graph().flops_of(0..self.forward_nodes)
-    }
-
-    /// FLOPs of the VJP alone (0 when planned without it).
-    pub fn vjp_flops(&self) -> f64 {
-        let n = self.graph.graph().nodes().len();
-        self.graph.graph().flops_of(self.forward_nodes..n)
+        self.model.record_vjp_with(rec, &mpe.params)
     }
 }
 
