@@ -10,13 +10,14 @@ tools/make_eval_images.py; the models never saw them).
 For every task, step count and seed it runs
     equireg restore --task T --input assets/images --batch B --compare --steps K --seed S
 (which writes the naive baseline, DPS and DPS+EquiReg from the same measurement and seed) into
-OUT/T/K/seed-S, skipping runs whose metrics.json exists (so the script resumes), then writes
+OUT/T/K/seed-S/chunk-J (the images in runs of --batch), skipping runs whose metrics.json exists (so the script resumes), then writes
 the table: for each cell the mean over images and seeds, and +- the standard deviation over
 seeds of the per-seed mean. Needs only the Python standard library.
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -26,12 +27,30 @@ TASKS = ["sr4", "gaussian-deblur", "motion-deblur", "box-inpaint", "random-inpai
 SOLVERS = [("baseline", "naive baseline"), ("dps", "DPS"), ("dps+equireg", "DPS+EquiReg")]
 
 
-def run(args, task, steps, seed):
-    out = os.path.join(args.out, task, str(steps), f"seed-{seed}")
+def stage_chunks(args):
+    """Splits the images into chunks of --batch, each copied into its own folder under OUT/images,
+    so that every chunk is one resumable run."""
+    names = sorted(f for f in os.listdir(args.images) if f.endswith(".png"))
+    chunks = []
+    for j in range(0, len(names), args.batch):
+        folder = os.path.join(args.out, "images", f"chunk-{j // args.batch}")
+        os.makedirs(folder, exist_ok=True)
+        for name in names[j : j + args.batch]:
+            dst = os.path.join(folder, name)
+            if not os.path.exists(dst):
+                shutil.copyfile(os.path.join(args.images, name), dst)
+        chunks.append(folder)
+    return names, chunks
+
+
+def run(args, task, steps, seed, chunk, folder):
+    """One `restore --compare` run of one chunk. Chunk j runs with --seed seed + 1000 j, so the
+    chunks draw independent noise (the CLI keys its streams by the image's index in its run)."""
+    out = os.path.join(args.out, task, str(steps), f"seed-{seed}", f"chunk-{chunk}")
     metrics = os.path.join(out, "metrics.json")
     if not os.path.exists(metrics):
-        cmd = [args.binary, "restore", "--task", task, "--input", args.images, "--batch", str(args.batch),
-               "--compare", "--steps", str(steps), "--seed", str(seed), "--out", out]
+        cmd = [args.binary, "restore", "--task", task, "--input", folder, "--batch", str(args.batch),
+               "--compare", "--steps", str(steps), "--seed", str(seed + 1000 * chunk), "--out", out]
         if args.equireg:
             cmd += ["--equireg", args.equireg]
         print(" ".join(cmd), flush=True)
@@ -40,14 +59,6 @@ def run(args, task, steps, seed):
         print(f"  {time.time() - t0:.0f} s", flush=True)
     with open(metrics) as f:
         return json.load(f)
-
-
-def cell(per_seed, key):
-    """mean over seeds of the per-seed mean over images, and the std over seeds."""
-    vals = [statistics.fmean(r[key] for r in rows) for rows in per_seed]
-    mean = statistics.fmean(vals)
-    spread = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return mean, spread
 
 
 def fmt(ms, digits):
@@ -66,51 +77,106 @@ def main():
     ap.add_argument("--equireg", default=None, help="--equireg settings on top of the task presets")
     ap.add_argument("--out", default="build/eval")
     ap.add_argument("--table", default="build/eval/results.md", help="where to write the markdown table")
+    ap.add_argument("--task-seeds", action="append", default=[], metavar="TASK=S,S,...",
+                    help="seeds for one task instead of --seeds (repeatable), e.g. more draws for an "
+                         "unstable task")
     args = ap.parse_args()
     tasks = args.tasks.split(",")
     steps_list = [int(s) for s in args.steps.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds_of = {task: [int(s) for s in args.seeds.split(",")] for task in tasks}
+    for item in args.task_seeds:
+        task, _, seeds = item.partition("=")
+        if task not in seeds_of or not seeds:
+            ap.error(f"--task-seeds {item!r}: expected TASK=S,S,... with TASK one of {', '.join(tasks)}")
+        seeds_of[task] = [int(s) for s in seeds.split(",")]
+    all_seeds = sorted({s for seeds in seeds_of.values() for s in seeds})
 
+    names, chunks = stage_chunks(args)
+    # Run everything first (cheapest settings first), then read: a crash loses no finished run.
+    for steps in steps_list:
+        for seed in all_seeds:
+            for chunk, folder in enumerate(chunks):
+                for task in tasks:
+                    if seed in seeds_of[task]:
+                        run(args, task, steps, seed, chunk, folder)
     results = {}  # (task, steps) -> [per-seed list of image records]
     adapter = None
     for steps in steps_list:
         for task in tasks:
-            for seed in seeds:
-                doc = run(args, task, steps, seed)
-                adapter = doc["adapter"]
-                results.setdefault((task, steps), []).append(doc["images"])
+            for seed in seeds_of[task]:
+                rows = []
+                for chunk, folder in enumerate(chunks):
+                    doc = run(args, task, steps, seed, chunk, folder)
+                    adapter = doc["adapter"]
+                    rows += doc["images"]
+                results.setdefault((task, steps), []).append(rows)
 
     def rows_of(task, steps, solver):
         return [[r for r in seed_rows if r["solver"] == solver] for seed_rows in results[(task, steps)]]
 
+    def per_seed_means(task, steps, solver, key):
+        return [statistics.fmean(r[key] for r in rows) for rows in rows_of(task, steps, solver)]
+
+    def mean_spread(vals):
+        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+    same_seeds = all(seeds_of[t] == seeds_of[tasks[0]] for t in tasks)
+    seeds_line = (
+        f"seeds {', '.join(map(str, seeds_of[tasks[0]]))}"
+        if same_seeds
+        else "seeds: " + "; ".join(f"{t} {', '.join(map(str, seeds_of[t]))}" for t in tasks)
+    )
     lines = [
-        f"Images: {', '.join(sorted(f[:-4] for f in os.listdir(args.images) if f.endswith('.png')))} "
-        f"({args.images}); seeds {', '.join(map(str, seeds))}; adapter: {adapter}.",
-        "Each cell: mean over images and seeds ± standard deviation over seeds of the per-seed mean.",
-        "",
-        "| task | steps | " + " | ".join(f"{label} PSNR | {label} SSIM" for _, label in SOLVERS) + " |",
-        "|---|---|" + "---|---|" * len(SOLVERS),
+        f"Images: {', '.join(n[:-4] for n in names)} ({args.images}, runs of {args.batch}); "
+        f"{seeds_line}; adapter: {adapter}.",
+        "Each cell: mean over images and seeds ± standard deviation over seeds of the per-seed mean. "
+        "The last column is the paired difference DPS+EquiReg − DPS in PSNR (same measurement, same seed): "
+        "mean ± standard error over the image×seed pairs.",
     ]
+    header = [
+        "",
+        "| task | steps | "
+        + " | ".join(f"{label} PSNR | {label} SSIM" for _, label in SOLVERS)
+        + " | EquiReg − DPS (dB) |",
+        "|---|---|" + "---|---|" * len(SOLVERS) + "---|",
+    ]
+
+    def paired_gains(task, steps):
+        """DPS+EquiReg - DPS PSNR of every (image, seed): both ran on the same measurement."""
+        gains = []
+        for seed_rows in results[(task, steps)]:
+            dps = {r["name"]: r["psnr"] for r in seed_rows if r["solver"] == "dps"}
+            gains += [r["psnr"] - dps[r["name"]] for r in seed_rows if r["solver"] == "dps+equireg"]
+        return gains
+
+    def mean_stderr(vals):
+        return statistics.fmean(vals), (statistics.stdev(vals) / len(vals) ** 0.5 if len(vals) > 1 else 0.0)
+
     for steps in steps_list:
+        lines += header
         for task in tasks:
             cells = []
             for solver, _ in SOLVERS:
-                per_seed = rows_of(task, steps, solver)
-                cells += [fmt(cell(per_seed, "psnr"), 2), fmt(cell(per_seed, "ssim"), 3)]
+                for key, digits in (("psnr", 2), ("ssim", 3)):
+                    cells.append(fmt(mean_spread(per_seed_means(task, steps, solver, key)), digits))
+            cells.append(fmt(mean_stderr(paired_gains(task, steps)), 2))
             lines.append(f"| {task} | {steps} | " + " | ".join(cells) + " |")
-        # The average over tasks, per seed, then mean and spread over seeds.
+        # The average over tasks of each task's mean; with one seed list for all tasks also its
+        # spread over seeds (the per-seed average over tasks).
         cells = []
-        for solver, _ in SOLVERS:
-            for key, digits in (("psnr", 2), ("ssim", 3)):
-                per_seed_avg = [
-                    statistics.fmean(
-                        statistics.fmean(r[key] for r in rows_of(task, steps, solver)[i]) for task in tasks
-                    )
-                    for i in range(len(seeds))
-                ]
-                mean = statistics.fmean(per_seed_avg)
-                spread = statistics.stdev(per_seed_avg) if len(per_seed_avg) > 1 else 0.0
-                cells.append(fmt((mean, spread), digits))
+        columns = [(solver, key, digits) for solver, _ in SOLVERS for key, digits in (("psnr", 2), ("ssim", 3))]
+        for solver, key, digits in columns:
+            series = {t: per_seed_means(t, steps, solver, key) for t in tasks}
+            mean = statistics.fmean(statistics.fmean(v) for v in series.values())
+            if same_seeds:
+                per_seed = [statistics.fmean(series[t][i] for t in tasks) for i in range(len(seeds_of[tasks[0]]))]
+                cells.append(fmt(mean_spread(per_seed), digits))
+            else:
+                cells.append(f"{mean:.{digits}f}")
+        # The paired gain averaged over tasks; its standard error from the tasks' (independent).
+        per_task = [mean_stderr(paired_gains(t, steps)) for t in tasks]
+        gain = statistics.fmean(m for m, _ in per_task)
+        cells.append(fmt((gain, sum(se * se for _, se in per_task) ** 0.5 / len(tasks)), 2))
         lines.append(f"| **mean of the {len(tasks)} tasks** | {steps} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     os.makedirs(os.path.dirname(args.table) or ".", exist_ok=True)
