@@ -108,18 +108,23 @@ def weight_items(model):
             if k not in ("sqrt_alphas_cumprod", "sqrt_1m_alphas_cumprod")}
 
 
+def as_float64_reference(model):
+    """deepinv's UNet run wholly in float64: GroupNorm32 casts to float32, so it gets the same
+    normalisation in float64; the timestep embedding is computed from float32 frequencies (as in
+    guided-diffusion) and then enters the float64 MLP."""
+    du.GroupNorm32.forward = lambda self, x: torch.nn.GroupNorm.forward(self, x)
+    model = model.double()
+    model.dtype = torch.float64
+    model.time_embed.register_forward_pre_hook(lambda mod, args: tuple(a.double() for a in args))
+    return model
+
+
 def unet_fixture(config, size, batch, seed, timesteps, out, write_weights):
     model = build_unet(config)
     sd = weight_items(model)
     new = {k: torch.from_numpy(synthetic.tensor(seed, k, tuple(v.shape))) for k, v in sd.items()}
     model.load_state_dict(new, strict=False)
-    # float64 reference: the timestep embedding stays float32 as in guided-diffusion (it is
-    # computed from float32 frequencies), then enters the float64 MLP.
-    model = model.double()
-    model.dtype = torch.float64
-    # GroupNorm32 casts to float32; the same normalisation in float64 keeps the reference exact.
-    du.GroupNorm32.forward = lambda self, x: torch.nn.GroupNorm.forward(self, x)
-    model.time_embed.register_forward_pre_hook(lambda mod, args: tuple(a.double() for a in args))
+    model = as_float64_reference(model)
     x = synthetic.tensor(seed, "x", (batch, 3, size, size))
     t = np.array(timesteps, dtype=np.int64)
     assert t.shape == (batch,), "one timestep per batch item"

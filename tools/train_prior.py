@@ -43,19 +43,13 @@ PRESETS = {
 def check_against_deepinv(cfg):
     """Our UNet vs one assembled from deepinv's guided-diffusion blocks with the same weights."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from make_fixtures import assemble  # deepinv-based
+    from make_fixtures import as_float64_reference, assemble  # deepinv-based
 
     torch.manual_seed(0)
     ours = UNet(cfg).double()
     for p in ours.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    from deepinv.models import diffunet as du
-
-    # deepinv's GroupNorm32 casts to f32 and its timestep embedding is f32: run both in f64.
-    du.GroupNorm32.forward = lambda self, x: torch.nn.GroupNorm.forward(self, x)
-    ref = assemble(cfg).double()
-    ref.dtype = torch.float64
-    ref.time_embed.register_forward_pre_hook(lambda mod, a: tuple(v.double() for v in a))
+    ref = as_float64_reference(assemble(cfg))
     missing = set(ref.state_dict()) ^ set(ours.state_dict())
     if missing:
         raise SystemExit(f"state dict names differ: {sorted(missing)[:8]}")
