@@ -2,7 +2,7 @@
 //! `||rho(g) f(x) - f(g x)||` (per image, every element of each group) on clean images against the
 //! same images noised and blurred. EquiReg's premise is that the first is clearly smaller.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -34,6 +34,10 @@ pub struct MpeCheckArgs {
     /// Std of the Gaussian noise of the noised copies, in [-1, 1] units
     #[arg(long, default_value_t = 0.2)]
     noise: f64,
+    /// Further image sets as columns, LABEL=FOLDER (repeatable), e.g. restorations:
+    /// --restored dps=out/dps --restored equireg=out/equireg. Cropped like --images.
+    #[arg(long, value_name = "LABEL=FOLDER")]
+    restored: Vec<String>,
     /// Output folder: mpe_check.json, mpe_check.md (the table) and histogram.png
     #[arg(long)]
     out: PathBuf,
@@ -115,18 +119,13 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
-    let mpe = if args.mpe.as_os_str() == equireg::default_models::MPE_SPEC {
-        equireg::default_models::mpe(gpu)?
-    } else {
-        NetworkMpe::load(gpu, &args.mpe)?
-    };
-    let files = images::list_images(&args.images)?;
-    let s = args.size;
+/// The images of `folder`, shrunk so that their short side is `s` and centre-cropped to s x s (the
+/// crop holds the picture rather than a corner of it).
+fn load_crops(folder: &Path, s: usize) -> anyhow::Result<Vec<RgbImage>> {
+    let files = images::list_images(folder)?;
     let mut clean = Vec::new();
     for f in &files {
         let img = images::load_rgb(f)?;
-        // Shrink so the crop holds the picture rather than a corner of it.
         let short = img.height.min(img.width);
         if short < s {
             bail!(
@@ -147,6 +146,17 @@ pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
         )?;
         clean.push(images::fit(&resized, 1, &SizePolicy::Crop(Some([s, s])))?);
     }
+    Ok(clean)
+}
+
+pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
+    let mpe = if args.mpe.as_os_str() == equireg::default_models::MPE_SPEC {
+        equireg::default_models::mpe(gpu)?
+    } else {
+        NetworkMpe::load(gpu, &args.mpe)?
+    };
+    let s = args.size;
+    let clean = load_crops(&args.images, s)?;
     let n = clean.len();
     let x = images::to_model_batch(&clean)?;
     let noise = equireg_gpu::reference::rng::normal(x.len(), 12345, 0, 0);
@@ -157,17 +167,39 @@ pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
         .collect();
     let blur = Blur::gaussian(gpu, [n, 3, s, s], 13, 2.0)?;
     let blurred = blur.forward_cpu(&x);
-    let variants: [(&str, &[f32]); 3] = [("clean", &x), ("noised", &noised), ("blurred", &blurred)];
-    let mut table = String::from(
-        "| group | clean mean (std) | noised mean (std) | blurred mean (std) |\n|---|---|---|---|\n",
-    );
+    let mut variants: Vec<(String, usize, Vec<f32>)> = vec![
+        ("clean".into(), n, x),
+        ("noised".into(), n, noised),
+        ("blurred".into(), n, blurred),
+    ];
+    for item in &args.restored {
+        let Some((label, folder)) = item.split_once('=') else {
+            bail!("--restored {item:?}: expected LABEL=FOLDER");
+        };
+        if label.is_empty() || variants.iter().any(|(l, _, _)| l == label) {
+            bail!("--restored {item:?}: the label must be new and not empty");
+        }
+        let imgs = load_crops(Path::new(folder), s)?;
+        variants.push((
+            label.to_string(),
+            imgs.len(),
+            images::to_model_batch(&imgs)?,
+        ));
+    }
+    let mut table = String::from("| group |");
+    for (label, _, _) in &variants {
+        table += &format!(" {label} mean (std) |");
+    }
+    table += "\n|---|";
+    table += &"---|".repeat(variants.len());
+    table += "\n";
     let mut json_rows = Vec::new();
     let mut hist: Vec<(String, Vec<f64>)> = Vec::new();
     for name in args.groups.split(',').map(str::trim) {
         let group = Group::parse(name)?;
         let mut row = format!("| {name} |");
-        for (label, data) in variants {
-            let e = errors(gpu, &mpe, data, n, s, &group)?;
+        for (label, count, data) in &variants {
+            let e = errors(gpu, &mpe, data, *count, s, &group)?;
             let (m, sd) = mean_std(&e);
             row += &format!(" {m:.4} ({sd:.4}) |");
             json_rows.push(serde_json::json!({"group": name, "images": label, "mean": m, "std": sd, "errors": e}));
@@ -205,7 +237,14 @@ fn histogram(sets: &[(String, Vec<f64>)]) -> anyhow::Result<RgbImage> {
         .flat_map(|(_, v)| v.iter())
         .copied()
         .fold(1e-12, f64::max);
-    let colours = [[0.1, 0.5, 0.1], [0.8, 0.2, 0.2], [0.2, 0.3, 0.8]];
+    let colours = [
+        [0.1, 0.5, 0.1],
+        [0.8, 0.2, 0.2],
+        [0.2, 0.3, 0.8],
+        [0.9, 0.6, 0.0],
+        [0.5, 0.1, 0.6],
+        [0.0, 0.6, 0.7],
+    ];
     let mut data = vec![1.0f32; 3 * h * w];
     for (k, (_, v)) in sets.iter().enumerate() {
         let mut counts = vec![0usize; bins];
@@ -219,7 +258,7 @@ fn histogram(sets: &[(String, Vec<f64>)]) -> anyhow::Result<RgbImage> {
             for x in x0..(x0 + w / bins / 3).min(w) {
                 for y in h - bar..h {
                     for ch in 0..3 {
-                        data[ch * h * w + y * w + x] = colours[k % 3][ch];
+                        data[ch * h * w + y * w + x] = colours[k % colours.len()][ch];
                     }
                 }
             }

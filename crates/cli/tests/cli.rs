@@ -433,6 +433,8 @@ fn mpe_check_writes_a_table_and_a_histogram() {
         .arg(&dir)
         .arg("--images")
         .arg(&imgs)
+        .arg("--restored")
+        .arg(format!("again={}", imgs.display()))
         .arg("--out")
         .arg(&out)
         .output()
@@ -441,14 +443,35 @@ fn mpe_check_writes_a_table_and_a_histogram() {
     assert!(o.status.success(), "{err}");
     let table = std::fs::read_to_string(out.join("mpe_check.md")).unwrap();
     assert!(
-        table.contains("| hflip |") && table.contains("| d4 |"),
+        table.contains("| hflip |") && table.contains("| d4 |") && table.contains("again mean"),
         "{table}"
     );
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("mpe_check.json")).unwrap())
             .unwrap();
-    // hflip: 1 element x 2 images; d4: 8 elements x 2 images (the identity gives 0).
-    assert_eq!(j["rows"][0]["errors"].as_array().unwrap().len(), 2);
-    assert_eq!(j["rows"][3]["errors"].as_array().unwrap().len(), 16);
+    // Rows per group: clean, noised, blurred, again. hflip: 1 element x 2 images; d4: 8
+    // elements x 2 images (the identity gives 0).
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    assert_eq!(rows[0]["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(rows[4]["errors"].as_array().unwrap().len(), 16);
+    // The same images given again as a further set are cropped and scored the same way.
+    assert_eq!(rows[3]["images"], "again");
+    assert_eq!(rows[3]["errors"], rows[0]["errors"]);
+    assert_eq!(rows[7]["errors"], rows[4]["errors"]);
     assert!(image::open(out.join("histogram.png")).is_ok());
+
+    let o = equireg()
+        .args(["mpe-check", "--size", "32", "--restored", "no-label"])
+        .arg("--mpe")
+        .arg(&dir)
+        .arg("--images")
+        .arg(&imgs)
+        .arg("--out")
+        .arg(tmp("mpe-check-bad"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("expected LABEL=FOLDER"), "{err}");
 }
