@@ -12,7 +12,7 @@ use equireg::images::{self, RgbImage, SizePolicy};
 use equireg::metrics;
 use equireg::mpe::{self, Mpe};
 use equireg::regularizer::EquiRegConfig;
-use equireg::restore::{DpsSettings, Measured, restore, simulate};
+use equireg::restore::{DpsSettings, Measured, residuals, restore_best_of, simulate};
 use equireg::schedule::Sampler;
 use equireg::task::Task;
 use equireg_gpu::Gpu;
@@ -88,6 +88,11 @@ pub struct RestoreArgs {
     /// Images restored together on the GPU
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Run each solver this many times from other sampler seeds on the same measurement and keep,
+    /// per image, the result with the smallest data residual ||y - A(x)|| (no ground truth is
+    /// used). DPS is reported as the best of several runs on phase retrieval.
+    #[arg(long, default_value_t = 1)]
+    restarts: usize,
     /// Resize images to allowed sides (or to HxW)
     #[arg(long, value_name = "HxW", num_args = 0..=1, default_missing_value = "", conflicts_with = "crop")]
     resize: Option<String>,
@@ -186,6 +191,10 @@ struct Record {
     psnr: Option<f64>,
     ssim: Option<f64>,
     psnr_measurement: Option<f64>,
+    /// The data residual ||y - A(x)|| of the result.
+    residual: Option<f64>,
+    /// With --restarts: the restart that was kept.
+    restart: Option<usize>,
     seconds: f64,
 }
 
@@ -193,6 +202,9 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
     let task = Task::load(&args.task, &args.set)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
+    }
+    if args.restarts == 0 {
+        bail!("--restarts must be at least 1");
     }
     let sampler = Sampler::parse(&args.sampler, args.eta)?;
     let respacing = args.steps.trim().to_string();
@@ -235,21 +247,45 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
         for v in &variants {
             let started = Instant::now();
             let cfg = v.equireg.as_ref().map(|c| (c, mpe.as_ref()));
-            let (restored, pic, naive, zeta) = restore_measurement(
-                gpu, &unet, &task, &settings, cfg, m, multiple, steps, &args.out, &name,
+            let r = restore_measurement(
+                gpu,
+                &unet,
+                &task,
+                &settings,
+                cfg,
+                m,
+                multiple,
+                steps,
+                args.restarts,
+                &args.out,
+                &name,
             )?;
-            zeta_used = zeta;
-            measured_pic = pic;
-            baseline = Some(naive);
+            zeta_used = r.zeta;
+            measured_pic = r.picture;
+            if baseline.is_none() {
+                records.push(Record {
+                    name: name.clone(),
+                    solver: "baseline",
+                    psnr: None,
+                    ssim: None,
+                    psnr_measurement: None,
+                    residual: Some(r.baseline_residual),
+                    restart: None,
+                    seconds: 0.0,
+                });
+            }
+            baseline = Some(r.baseline);
             records.push(Record {
                 name: name.clone(),
                 solver: v.label,
                 psnr: None,
                 ssim: None,
                 psnr_measurement: None,
+                residual: Some(r.residual),
+                restart: (args.restarts > 1).then_some(r.restart),
                 seconds: started.elapsed().as_secs_f64(),
             });
-            results.push(restored);
+            results.push(r.restored);
         }
         write_image_outputs(
             &args.out,
@@ -295,39 +331,43 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let measured_imgs = pics
                 .map(|(data, shape)| images::from_model_shape(&data, shape))
                 .transpose()?;
-            let baselines =
-                images::from_model(&measured.operator.naive_estimate(&y), batch.len(), h, w)?;
+            let naive = measured.operator.naive_estimate(&y);
+            let baseline_residuals = residuals(measured.operator.as_ref(), &y, &naive)?;
+            let baselines = images::from_model(&naive, batch.len(), h, w)?;
             let setup = started.elapsed().as_secs_f64();
             let mut results: Vec<Vec<RgbImage>> = Vec::new();
+            let mut kept: Vec<(Vec<f64>, Vec<usize>)> = Vec::new();
             let mut seconds = Vec::new();
             for v in &variants {
                 let started = Instant::now();
-                // Each variant restores from the same measurement and the same seed; the solver
-                // takes the operator, so a second variant simulates the (identical) measurement
-                // again.
-                let measured = match first.take() {
-                    Some(m) => m,
-                    None => simulate(gpu, &task, shape, &x, args.seed, item as u64)?,
+                // Each variant (and restart) restores from the same measurement and the same
+                // seed; the solver takes the operator, so later runs simulate the (identical)
+                // measurement again.
+                let measure = || match first.take() {
+                    Some(m) => Ok(m),
+                    None => simulate(gpu, &task, shape, &x, args.seed, item as u64),
                 };
                 let bar = progress_bar(
-                    steps,
+                    steps * args.restarts,
                     &format!("{} {} ({}x{})", v.label, image_name(&files[item]), h, w),
                 );
                 let cfg = v.equireg.as_ref().map(|c| (c, mpe.as_ref()));
-                let (out, zeta) = restore(
+                let best = restore_best_of(
                     gpu,
                     &unet,
                     &task,
-                    measured,
+                    measure,
                     &settings,
                     cfg,
                     item as u32,
-                    |k, _| bar.set_position(k as u64 + 1),
+                    args.restarts,
+                    |r, k, _| bar.set_position((r * steps + k) as u64 + 1),
                 )?;
                 bar.finish_and_clear();
-                zeta_used = zeta;
+                zeta_used = best.zeta;
                 seconds.push((setup + started.elapsed().as_secs_f64()) / batch.len() as f64);
-                results.push(images::from_model(&out, batch.len(), h, w)?);
+                results.push(images::from_model(&best.x, batch.len(), h, w)?);
+                kept.push((best.residuals, best.chosen));
             }
             for (k, gt) in batch.iter().enumerate() {
                 let name = image_name(&files[item + k]);
@@ -361,6 +401,8 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
                     psnr: Some(metrics::psnr(baseline, gt)?),
                     ssim: Some(metrics::ssim(baseline, gt)?),
                     psnr_measurement,
+                    residual: Some(baseline_residuals[k]),
+                    restart: None,
                     seconds: 0.0,
                 });
                 for (vi, v) in variants.iter().enumerate() {
@@ -370,6 +412,8 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
                         psnr: Some(metrics::psnr(&restored[vi], gt)?),
                         ssim: Some(metrics::ssim(&restored[vi], gt)?),
                         psnr_measurement,
+                        residual: Some(kept[vi].0[k]),
+                        restart: (args.restarts > 1).then_some(kept[vi].1[k]),
                         seconds: seconds[vi],
                     };
                     eprintln!(
@@ -407,8 +451,20 @@ fn progress_bar(steps: usize, label: &str) -> ProgressBar {
     bar
 }
 
-/// Restores from an existing measurement file; returns (restored image, picture of the
-/// measurement, naive baseline, zeta).
+/// What `restore_measurement` gives back.
+struct FromMeasurement {
+    restored: RgbImage,
+    picture: Option<RgbImage>,
+    baseline: RgbImage,
+    zeta: f64,
+    /// ||y - A(x)|| of the restored image and of the baseline.
+    residual: f64,
+    baseline_residual: f64,
+    /// The restart that was kept.
+    restart: usize,
+}
+
+/// Restores from an existing measurement file.
 #[allow(clippy::too_many_arguments)]
 fn restore_measurement(
     gpu: &Gpu,
@@ -419,9 +475,10 @@ fn restore_measurement(
     path: &Path,
     multiple: usize,
     steps: usize,
+    restarts: usize,
     out: &Path,
     name: &str,
-) -> anyhow::Result<(RgbImage, Option<RgbImage>, RgbImage, f64)> {
+) -> anyhow::Result<FromMeasurement> {
     let is_npy = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
@@ -469,25 +526,43 @@ fn restore_measurement(
         .map(|(d, shape)| images::from_model_shape(&d, shape))
         .transpose()?
         .map(|mut v| v.remove(0));
-    let naive = images::from_model(&operator.naive_estimate(&y), 1, h, w)?.remove(0);
-    let bar = progress_bar(steps, name);
-    let (restored, zeta) = restore(
+    let naive = operator.naive_estimate(&y);
+    let baseline_residual = residuals(operator.as_ref(), &y, &naive)?[0];
+    let baseline = images::from_model(&naive, 1, h, w)?.remove(0);
+    let mut first = Some(operator);
+    // The solver takes the operator: later restarts build it again (the same, from the seed).
+    let measure = || {
+        let operator = match first.take() {
+            Some(op) => op,
+            None => task.build_operator(gpu, [1, 3, h, w], settings.seed)?,
+        };
+        Ok(Measured {
+            operator,
+            y: y.clone(),
+        })
+    };
+    let bar = progress_bar(steps * restarts, name);
+    let best = restore_best_of(
         gpu,
         unet,
         task,
-        Measured { operator, y },
+        measure,
         settings,
         equireg,
         0,
-        |k, _| bar.set_position(k as u64 + 1),
+        restarts,
+        |r, k, _| bar.set_position((r * steps + k) as u64 + 1),
     )?;
     bar.finish_and_clear();
-    Ok((
-        images::from_model(&restored, 1, h, w)?.remove(0),
-        pic,
-        naive,
-        zeta,
-    ))
+    Ok(FromMeasurement {
+        restored: images::from_model(&best.x, 1, h, w)?.remove(0),
+        picture: pic,
+        baseline,
+        zeta: best.zeta,
+        residual: best.residuals[0],
+        baseline_residual,
+        restart: best.chosen[0],
+    })
 }
 
 fn write_image_outputs(
@@ -554,6 +629,7 @@ fn write_metrics(
                 json!({
                     "psnr": of(&|r| r.psnr), "ssim": of(&|r| r.ssim),
                     "psnr_measurement": of(&|r| r.psnr_measurement),
+                    "residual": of(&|r| r.residual),
                     "seconds": of(&|r| Some(r.seconds)),
                 }),
             )
@@ -564,7 +640,8 @@ fn write_metrics(
         .map(|r| {
             json!({
                 "name": r.name, "solver": r.solver, "psnr": r.psnr, "ssim": r.ssim,
-                "psnr_measurement": r.psnr_measurement, "seconds": r.seconds,
+                "psnr_measurement": r.psnr_measurement, "residual": r.residual,
+                "restart": r.restart, "seconds": r.seconds,
             })
         })
         .collect();
@@ -578,16 +655,19 @@ fn write_metrics(
         serde_json::to_string_pretty(&doc)?.as_bytes(),
     )?;
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let mut csv =
-        String::from("name,solver,task,seed,steps,zeta,psnr,ssim,psnr_measurement,seconds\n");
+    let mut csv = String::from(
+        "name,solver,task,seed,steps,zeta,psnr,ssim,psnr_measurement,residual,restart,seconds\n",
+    );
     for r in records {
         csv += &format!(
-            "{},{},{task},{seed},{steps},{zeta},{},{},{},{:.3}\n",
+            "{},{},{task},{seed},{steps},{zeta},{},{},{},{},{},{:.3}\n",
             r.name,
             r.solver,
             fmt(r.psnr),
             fmt(r.ssim),
             fmt(r.psnr_measurement),
+            fmt(r.residual),
+            r.restart.map(|v| v.to_string()).unwrap_or_default(),
             r.seconds
         );
     }

@@ -274,6 +274,7 @@ fn restore_runs_on_the_embedded_default_models_without_weights() {
     let out = tmp("restore-default-out");
     let o = equireg()
         .args(["restore", "--task", "sr4", "--compare", "--steps", "2"])
+        .args(["--restarts", "2"])
         .arg("--input")
         .arg(&photo)
         .arg("--out")
@@ -291,6 +292,14 @@ fn restore_runs_on_the_embedded_default_models_without_weights() {
         );
     }
     assert!(out.join("chelsea/grid.png").is_file());
+    // Every record has its data residual; the solvers say which of the 2 restarts they kept.
+    for r in m["images"].as_array().unwrap() {
+        assert!(r["residual"].as_f64().unwrap() > 0.0, "{r}");
+        match r["solver"].as_str().unwrap() {
+            "baseline" => assert!(r["restart"].is_null(), "{r}"),
+            _ => assert!(r["restart"].as_u64().unwrap() < 2, "{r}"),
+        }
+    }
     // --preset and --config describe --weights; alone they are an error, not ignored.
     fails_with(
         &[
@@ -331,6 +340,10 @@ fn restore_bad_inputs_are_one_clear_error() {
         fails_with(&args, needle);
     };
     run(&["--task", "sr5", "--input", &g], "unknown task");
+    run(
+        &["--task", "sr4", "--restarts", "0", "--input", &g],
+        "--restarts must be at least 1",
+    );
     run(
         &["--task", "sr4", "--set", "noise.sigmaa=1", "--input", &g],
         "sigmaa",
