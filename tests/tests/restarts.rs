@@ -81,38 +81,36 @@ fn best_of_keeps_the_run_with_the_smallest_residual_per_image() {
         .map(|x| residuals(judge.operator.as_ref(), &judge.y, x).unwrap())
         .collect();
 
+    let mut steps = Vec::new();
+    let mut best_of = |restarts| {
+        restore_best_of(
+            &g,
+            &unet,
+            &task,
+            || measure(&g, &task, &clean),
+            &settings(seed),
+            None,
+            0,
+            restarts,
+            |r, k, total| steps.push((r, k, total)),
+        )
+    };
+
     // One restart: the plain run.
-    let one = restore_best_of(
-        &g,
-        &unet,
-        &task,
-        || measure(&g, &task, &clean),
-        &settings(seed),
-        None,
-        0,
-        1,
-        |_, _, _| {},
-    )
-    .unwrap();
+    let one = best_of(1).unwrap();
     assert_eq!(bits(&one.x), bits(&runs[0]));
     assert_eq!(one.chosen, vec![0, 0]);
     assert_eq!(one.residuals, res[0]);
 
     // Three: per image, the separate run with the smallest residual, its pixels exactly.
-    let mut steps = Vec::new();
-    let best = restore_best_of(
-        &g,
-        &unet,
-        &task,
-        || measure(&g, &task, &clean),
-        &settings(seed),
-        None,
-        0,
-        3,
-        |r, k, total| steps.push((r, k, total)),
-    )
-    .unwrap();
-    assert_eq!(steps.len(), 9, "3 restarts x 3 steps reported: {steps:?}");
+    let best = best_of(3).unwrap();
+    assert!(best_of(0).is_err(), "zero restarts is an error");
+    drop(best_of);
+    assert_eq!(
+        steps.len(),
+        12,
+        "1 + 3 restarts x 3 steps reported: {steps:?}"
+    );
     let per = runs[0].len() / 2;
     for k in 0..2 {
         let r = (0..3)
@@ -136,19 +134,4 @@ fn best_of_keeps_the_run_with_the_smallest_residual_per_image() {
     let m = measure(&g, &exact, &clean).unwrap();
     let r0 = residuals(m.operator.as_ref(), &m.y, &clean).unwrap();
     assert!(r0.iter().all(|v| *v < 1e-3), "{r0:?}");
-    assert!(
-        restore_best_of(
-            &g,
-            &unet,
-            &task,
-            || measure(&g, &task, &clean),
-            &settings(seed),
-            None,
-            0,
-            0,
-            |_, _, _| {},
-        )
-        .is_err(),
-        "zero restarts is an error"
-    );
 }
