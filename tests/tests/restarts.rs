@@ -105,7 +105,6 @@ fn best_of_keeps_the_run_with_the_smallest_residual_per_image() {
     // Three: per image, the separate run with the smallest residual, its pixels exactly.
     let best = best_of(3).unwrap();
     assert!(best_of(0).is_err(), "zero restarts is an error");
-    drop(best_of);
     assert_eq!(
         steps.len(),
         12,
