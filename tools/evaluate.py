@@ -53,6 +53,8 @@ def run(args, task, steps, seed, chunk, folder):
                "--compare", "--steps", str(steps), "--seed", str(seed + 1000 * chunk), "--out", out]
         if args.equireg:
             cmd += ["--equireg", args.equireg]
+        if args.weights:
+            cmd += ["--weights", args.weights, "--config", args.config]
         print(" ".join(cmd), flush=True)
         t0 = time.time()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -75,12 +77,17 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--equireg", default=None, help="--equireg settings on top of the task presets")
+    ap.add_argument("--weights", default=None,
+                    help="a prior's weights.safetensors instead of the embedded one (with --config)")
+    ap.add_argument("--config", default=None, help="the prior's config.json (with --weights)")
     ap.add_argument("--out", default="build/eval")
     ap.add_argument("--table", default="build/eval/results.md", help="where to write the markdown table")
     ap.add_argument("--task-seeds", action="append", default=[], metavar="TASK=S,S,...",
                     help="seeds for one task instead of --seeds (repeatable), e.g. more draws for an "
                          "unstable task")
     args = ap.parse_args()
+    if bool(args.weights) != bool(args.config):
+        ap.error("--weights and --config go together")
     tasks = args.tasks.split(",")
     steps_list = [int(s) for s in args.steps.split(",")]
     seeds_of = {task: [int(s) for s in args.seeds.split(",")] for task in tasks}
