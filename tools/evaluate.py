@@ -10,9 +10,10 @@ tools/make_eval_images.py; the models never saw them).
 For every task, step count and seed it runs
     equireg restore --task T --input assets/images --batch B --compare --steps K --seed S
 (which writes the naive baseline, DPS and DPS+EquiReg from the same measurement and seed) into
-OUT/T/K/seed-S/chunk-J (the images in runs of --batch), skipping runs whose metrics.json exists (so the script resumes), then writes
-the table: for each cell the mean over images and seeds, and +- the standard deviation over
-seeds of the per-seed mean. Needs only the Python standard library.
+OUT/T/K/seed-S/chunk-J (the images in runs of --batch), skipping runs whose metrics.json
+exists (so the script resumes), then writes the table: for each cell the mean over images and
+seeds, and +- the standard deviation over seeds of the per-seed mean, plus the paired
+DPS+EquiReg - DPS difference with its standard error. Needs only the Python standard library.
 """
 import argparse
 import json
@@ -157,21 +158,22 @@ def main():
         return gains
 
     def mean_stderr(vals):
-        return statistics.fmean(vals), (statistics.stdev(vals) / len(vals) ** 0.5 if len(vals) > 1 else 0.0)
+        mean, spread = mean_spread(vals)
+        return mean, spread / len(vals) ** 0.5
 
+    # (solver, metric, decimals) of the table's columns before the paired difference.
+    columns = [(solver, key, digits) for solver, _ in SOLVERS for key, digits in (("psnr", 2), ("ssim", 3))]
     for steps in steps_list:
         lines += header
         for task in tasks:
             cells = []
-            for solver, _ in SOLVERS:
-                for key, digits in (("psnr", 2), ("ssim", 3)):
-                    cells.append(fmt(mean_spread(per_seed_means(task, steps, solver, key)), digits))
+            for solver, key, digits in columns:
+                cells.append(fmt(mean_spread(per_seed_means(task, steps, solver, key)), digits))
             cells.append(fmt(mean_stderr(paired_gains(task, steps)), 2))
             lines.append(f"| {task} | {steps} | " + " | ".join(cells) + " |")
         # The average over tasks of each task's mean; with one seed list for all tasks also its
         # spread over seeds (the per-seed average over tasks).
         cells = []
-        columns = [(solver, key, digits) for solver, _ in SOLVERS for key, digits in (("psnr", 2), ("ssim", 3))]
         for solver, key, digits in columns:
             series = {t: per_seed_means(t, steps, solver, key) for t in tasks}
             mean = statistics.fmean(statistics.fmean(v) for v in series.values())

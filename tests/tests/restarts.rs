@@ -87,6 +87,7 @@ fn best_of_keeps_the_run_with_the_smallest_residual_per_image() {
             &g,
             &unet,
             &task,
+            &judge,
             || measure(&g, &task, &clean),
             &settings(seed),
             None,

@@ -167,27 +167,23 @@ pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
         .collect();
     let blur = Blur::gaussian(gpu, [n, 3, s, s], 13, 2.0)?;
     let blurred = blur.forward_cpu(&x);
-    let mut variants: Vec<(String, usize, Vec<f32>)> = vec![
-        ("clean".into(), n, x),
-        ("noised".into(), n, noised),
-        ("blurred".into(), n, blurred),
+    let mut variants: Vec<(String, Vec<f32>)> = vec![
+        ("clean".into(), x),
+        ("noised".into(), noised),
+        ("blurred".into(), blurred),
     ];
     for item in &args.restored {
         let Some((label, folder)) = item.split_once('=') else {
             bail!("--restored {item:?}: expected LABEL=FOLDER");
         };
-        if label.is_empty() || variants.iter().any(|(l, _, _)| l == label) {
+        if label.is_empty() || variants.iter().any(|(l, _)| l == label) {
             bail!("--restored {item:?}: the label must be new and not empty");
         }
         let imgs = load_crops(Path::new(folder), s)?;
-        variants.push((
-            label.to_string(),
-            imgs.len(),
-            images::to_model_batch(&imgs)?,
-        ));
+        variants.push((label.to_string(), images::to_model_batch(&imgs)?));
     }
     let mut table = String::from("| group |");
-    for (label, _, _) in &variants {
+    for (label, _) in &variants {
         table += &format!(" {label} mean (std) |");
     }
     table += "\n|---|";
@@ -198,8 +194,8 @@ pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
     for name in args.groups.split(',').map(str::trim) {
         let group = Group::parse(name)?;
         let mut row = format!("| {name} |");
-        for (label, count, data) in &variants {
-            let e = errors(gpu, &mpe, data, *count, s, &group)?;
+        for (label, data) in &variants {
+            let e = errors(gpu, &mpe, data, data.len() / (3 * s * s), s, &group)?;
             let (m, sd) = mean_std(&e);
             row += &format!(" {m:.4} ({sd:.4}) |");
             json_rows.push(serde_json::json!({"group": name, "images": label, "mean": m, "std": sd, "errors": e}));

@@ -323,16 +323,15 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let started = Instant::now();
             let x = images::to_model_batch(batch)?;
             let shape = [batch.len(), 3, h, w];
-            let mut first = Some(simulate(gpu, &task, shape, &x, args.seed, item as u64)?);
-            let measured = first.as_ref().expect("just set");
+            let measured = simulate(gpu, &task, shape, &x, args.seed, item as u64)?;
             let params = measured.operator.parameters();
-            let y = measured.y.clone();
-            let pics = measured.operator.measurement_picture(&y);
+            let y = &measured.y;
+            let pics = measured.operator.measurement_picture(y);
             let measured_imgs = pics
                 .map(|(data, shape)| images::from_model_shape(&data, shape))
                 .transpose()?;
-            let naive = measured.operator.naive_estimate(&y);
-            let baseline_residuals = residuals(measured.operator.as_ref(), &y, &naive)?;
+            let naive = measured.operator.naive_estimate(y);
+            let baseline_residuals = residuals(measured.operator.as_ref(), y, &naive)?;
             let baselines = images::from_model(&naive, batch.len(), h, w)?;
             let setup = started.elapsed().as_secs_f64();
             let mut results: Vec<Vec<RgbImage>> = Vec::new();
@@ -341,12 +340,9 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             for v in &variants {
                 let started = Instant::now();
                 // Each variant (and restart) restores from the same measurement and the same
-                // seed; the solver takes the operator, so later runs simulate the (identical)
-                // measurement again.
-                let measure = || match first.take() {
-                    Some(m) => Ok(m),
-                    None => simulate(gpu, &task, shape, &x, args.seed, item as u64),
-                };
+                // seed; the solver takes the operator, so each run simulates the (identical)
+                // measurement again, and `measured` judges the results.
+                let measure = || simulate(gpu, &task, shape, &x, args.seed, item as u64);
                 let bar = progress_bar(
                     steps * args.restarts,
                     &format!("{} {} ({}x{})", v.label, image_name(&files[item]), h, w),
@@ -356,6 +352,7 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
                     gpu,
                     &unet,
                     &task,
+                    &measured,
                     measure,
                     &settings,
                     cfg,
@@ -529,16 +526,13 @@ fn restore_measurement(
     let naive = operator.naive_estimate(&y);
     let baseline_residual = residuals(operator.as_ref(), &y, &naive)?[0];
     let baseline = images::from_model(&naive, 1, h, w)?.remove(0);
-    let mut first = Some(operator);
-    // The solver takes the operator: later restarts build it again (the same, from the seed).
+    // The solver takes the operator: each restart builds it again (the same, from the seed),
+    // and this one judges the results.
+    let judge = Measured { operator, y };
     let measure = || {
-        let operator = match first.take() {
-            Some(op) => op,
-            None => task.build_operator(gpu, [1, 3, h, w], settings.seed)?,
-        };
         Ok(Measured {
-            operator,
-            y: y.clone(),
+            operator: task.build_operator(gpu, [1, 3, h, w], settings.seed)?,
+            y: judge.y.clone(),
         })
     };
     let bar = progress_bar(steps * restarts, name);
@@ -546,6 +540,7 @@ fn restore_measurement(
         gpu,
         unet,
         task,
+        &judge,
         measure,
         settings,
         equireg,

@@ -171,14 +171,15 @@ pub struct BestOf {
 /// (`restart_seed`), keeping for each image the result with the smallest data residual
 /// ||y - A(x)||: no ground truth is involved. DPS on phase retrieval, whose runs often settle on a
 /// shifted or twin-image solution, is reported as the best of several runs in the literature;
-/// this is that protocol with the measurement as the judge. `measure` gives the measurement
-/// (called once per restart and once for the judge: the solver takes its operator); `each_step`
-/// gets (restart, step, steps).
+/// this is that protocol with the measurement as the judge. `judge` is the measurement the
+/// residuals are taken against; `measure` gives the same measurement again for each restart (the
+/// solver takes its operator); `each_step` gets (restart, step, steps).
 #[allow(clippy::too_many_arguments)]
 pub fn restore_best_of<'a>(
     gpu: &'a Gpu,
     unet: &'a UNet,
     task: &Task,
+    judge: &Measured,
     mut measure: impl FnMut() -> Result<Measured>,
     settings: &DpsSettings,
     equireg: Option<(&EquiRegConfig, &'a dyn Mpe)>,
@@ -190,7 +191,6 @@ pub fn restore_best_of<'a>(
         return Err(Error::invalid("restarts must be at least 1"));
     }
     let mut best: Option<BestOf> = None;
-    let mut judge: Option<Measured> = None;
     for r in 0..restarts {
         let run = DpsSettings {
             seed: restart_seed(settings.seed, r),
@@ -206,11 +206,7 @@ pub fn restore_best_of<'a>(
             first_item,
             |k, total| each_step(r, k, total),
         )?;
-        if judge.is_none() {
-            judge = Some(measure()?);
-        }
-        let j = judge.as_ref().expect("just set");
-        let res = residuals(j.operator.as_ref(), &j.y, &x)?;
+        let res = residuals(judge.operator.as_ref(), &judge.y, &x)?;
         match best.as_mut() {
             None => {
                 best = Some(BestOf {

@@ -18,9 +18,9 @@ pub struct UNet {
 }
 
 /// The UNet planned for one (batch, height, width): write the input and timesteps, record the
-/// forward, read the output. Running it again at the same size allocates nothing.
-/// The UNet planned for one input size; derefs to its [`PlannedModel`] (input [N, in_channels,
-/// H, W], output [N, model_out_channels, H, W], VJP, FLOPs).
+/// forward, read the output. Running it again at the same size allocates nothing. Derefs to its
+/// [`PlannedModel`] (input [N, in_channels, H, W], output [N, model_out_channels, H, W], VJP,
+/// FLOPs).
 pub struct UNetRun {
     model: PlannedModel,
     t: ValueId,

@@ -335,10 +335,9 @@ pub struct Mpe {
 
 /// An MPE network planned for one (batch, height, width): write the input, record the forward,
 /// read the output; with the VJP, write the cotangent, record the VJP, read the input gradient.
-/// Running it again at the same size allocates nothing.
-/// An MPE network planned for one input size; derefs to its [`PlannedModel`]. Output: LDM
-/// encoder [N, z_channels, H / f, W / f]; SmallCNN [N, num_classes] (logits) or [N, C, H', W']
-/// (features).
+/// Running it again at the same size allocates nothing. Derefs to its [`PlannedModel`]. Output:
+/// LDM encoder [N, z_channels, H / f, W / f]; SmallCNN [N, num_classes] (logits) or
+/// [N, C, H', W'] (features).
 pub struct MpeRun {
     model: PlannedModel,
 }
