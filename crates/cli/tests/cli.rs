@@ -474,17 +474,20 @@ fn mpe_check_writes_a_table_and_a_histogram() {
     assert_eq!(rows[7]["errors"], rows[4]["errors"]);
     assert!(image::open(out.join("histogram.png")).is_ok());
 
-    let o = equireg()
-        .args(["mpe-check", "--size", "32", "--restored", "no-label"])
-        .arg("--mpe")
-        .arg(&dir)
-        .arg("--images")
-        .arg(&imgs)
-        .arg("--out")
-        .arg(tmp("mpe-check-bad"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("expected LABEL=FOLDER"), "{err}");
+    fails_with(
+        &[
+            "mpe-check",
+            "--size",
+            "32",
+            "--restored",
+            "no-label",
+            "--mpe",
+            &dir.to_string_lossy(),
+            "--images",
+            &imgs.to_string_lossy(),
+            "--out",
+            &tmp("mpe-check-bad").to_string_lossy(),
+        ],
+        "expected LABEL=FOLDER",
+    );
 }
