@@ -14,6 +14,15 @@ OUT/T/K/seed-S/chunk-J (the images in runs of --batch), skipping runs whose metr
 exists (so the script resumes), then writes the table: for each cell the mean over images and
 seeds, and +- the standard deviation over seeds of the per-seed mean, plus the paired
 DPS+EquiReg - DPS difference with its standard error. Needs only the Python standard library.
+
+Choices (EquiReg settings, a retrained prior) are made on the validation crops of
+tools/make_validation_images.py, never on the evaluation photographs, e.g. a candidate prior
+against the embedded one, DPS only:
+
+    python tools/evaluate.py --images build/validation --dps-only --steps 100 --seeds 0 \
+        --out build/val/embedded
+    python tools/evaluate.py --images build/validation --dps-only --steps 100 --seeds 0 \
+        --out build/val/candidate --weights W.safetensors --config config.json
 """
 import argparse
 import json
@@ -36,7 +45,11 @@ def stage_chunks(args):
     for j in range(0, len(names), args.batch):
         folder = os.path.join(args.out, "images", f"chunk-{j // args.batch}")
         os.makedirs(folder, exist_ok=True)
-        for name in names[j : j + args.batch]:
+        members = names[j : j + args.batch]
+        # A folder left by a run with another --batch holds other images: make it exact.
+        for stale in set(os.listdir(folder)) - set(members):
+            os.remove(os.path.join(folder, stale))
+        for name in members:
             dst = os.path.join(folder, name)
             if not os.path.exists(dst):
                 shutil.copyfile(os.path.join(args.images, name), dst)
@@ -51,7 +64,8 @@ def run(args, task, steps, seed, chunk, folder):
     metrics = os.path.join(out, "metrics.json")
     if not os.path.exists(metrics):
         cmd = [args.binary, "restore", "--task", task, "--input", folder, "--batch", str(args.batch),
-               "--compare", "--steps", str(steps), "--seed", str(seed + 1000 * chunk), "--out", out]
+               "--no-equireg" if args.dps_only else "--compare", "--steps", str(steps),
+               "--seed", str(seed + 1000 * chunk), "--out", out]
         if args.equireg:
             cmd += ["--equireg", args.equireg]
         if args.weights:
@@ -61,7 +75,18 @@ def run(args, task, steps, seed, chunk, folder):
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         print(f"  {time.time() - t0:.0f} s", flush=True)
     with open(metrics) as f:
-        return json.load(f)
+        doc = json.load(f)
+    # A folder left by a run of another kind (other images, or with/without EquiReg) would mix
+    # into the table silently.
+    wanted = {f[:-4] for f in os.listdir(folder) if f.endswith(".png")}
+    if {r["name"] for r in doc["images"]} != wanted:
+        sys.exit(f"{out} holds a run of other images than {folder} (another --batch or --images?); "
+                 "use another --out")
+    ran = {r["solver"] for r in doc["images"]}
+    if ("dps+equireg" in ran) == args.dps_only:
+        sys.exit(f"{out} holds a run {'with' if args.dps_only else 'without'} EquiReg; "
+                 "use another --out for --dps-only runs")
+    return doc
 
 
 def fmt(ms, digits):
@@ -76,7 +101,7 @@ def main():
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--steps", default="50,100,250")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=2, help="images per run (the protocol of docs/RESULTS.md: 2)")
     ap.add_argument("--equireg", default=None, help="--equireg settings on top of the task presets")
     ap.add_argument("--weights", default=None,
                     help="a prior's weights.safetensors instead of the embedded one (with --config)")
@@ -86,9 +111,14 @@ def main():
     ap.add_argument("--task-seeds", action="append", default=[], metavar="TASK=S,S,...",
                     help="seeds for one task instead of --seeds (repeatable), e.g. more draws for an "
                          "unstable task")
+    ap.add_argument("--dps-only", action="store_true",
+                    help="run the naive baseline and DPS only (half the time), e.g. to compare priors")
     args = ap.parse_args()
     if bool(args.weights) != bool(args.config):
         ap.error("--weights and --config go together")
+    if args.dps_only and args.equireg:
+        ap.error("--dps-only runs no EquiReg: drop --equireg")
+    solvers = SOLVERS[:2] if args.dps_only else SOLVERS
     tasks = args.tasks.split(",")
     steps_list = [int(s) for s in args.steps.split(",")]
     seeds_of = {task: [int(s) for s in args.seeds.split(",")] for task in tasks}
@@ -137,16 +167,18 @@ def main():
     lines = [
         f"Images: {', '.join(n[:-4] for n in names)} ({args.images}, runs of {args.batch}); "
         f"{seeds_line}; adapter: {adapter}.",
-        "Each cell: mean over images and seeds ± standard deviation over seeds of the per-seed mean. "
-        "The last column is the paired difference DPS+EquiReg − DPS in PSNR (same measurement, same seed): "
-        "mean ± standard error over the image×seed pairs.",
+        "Each cell: mean over images and seeds ± standard deviation over seeds of the per-seed mean."
+        + ("" if args.dps_only else
+           " The last column is the paired difference DPS+EquiReg − DPS in PSNR (same measurement, same "
+           "seed): mean ± standard error over the image×seed pairs."),
     ]
+    paired = [] if args.dps_only else ["EquiReg − DPS (dB)"]
     header = [
         "",
         "| task | steps | "
-        + " | ".join(f"{label} PSNR | {label} SSIM" for _, label in SOLVERS)
-        + " | EquiReg − DPS (dB) |",
-        "|---|---|" + "---|---|" * len(SOLVERS) + "---|",
+        + " | ".join([f"{label} PSNR | {label} SSIM" for _, label in solvers] + paired)
+        + " |",
+        "|---|---|" + "---|---|" * len(solvers) + "---|" * len(paired),
     ]
 
     def paired_gains(task, steps):
@@ -162,14 +194,15 @@ def main():
         return mean, spread / len(vals) ** 0.5
 
     # (solver, metric, decimals) of the table's columns before the paired difference.
-    columns = [(solver, key, digits) for solver, _ in SOLVERS for key, digits in (("psnr", 2), ("ssim", 3))]
+    columns = [(solver, key, digits) for solver, _ in solvers for key, digits in (("psnr", 2), ("ssim", 3))]
     for steps in steps_list:
         lines += header
         for task in tasks:
             cells = []
             for solver, key, digits in columns:
                 cells.append(fmt(mean_spread(per_seed_means(task, steps, solver, key)), digits))
-            cells.append(fmt(mean_stderr(paired_gains(task, steps)), 2))
+            if paired:
+                cells.append(fmt(mean_stderr(paired_gains(task, steps)), 2))
             lines.append(f"| {task} | {steps} | " + " | ".join(cells) + " |")
         # The average over tasks of each task's mean; with one seed list for all tasks also its
         # spread over seeds (the per-seed average over tasks).
@@ -183,9 +216,10 @@ def main():
             else:
                 cells.append(f"{mean:.{digits}f}")
         # The paired gain averaged over tasks; its standard error from the tasks' (independent).
-        per_task = [mean_stderr(paired_gains(t, steps)) for t in tasks]
-        gain = statistics.fmean(m for m, _ in per_task)
-        cells.append(fmt((gain, sum(se * se for _, se in per_task) ** 0.5 / len(tasks)), 2))
+        if paired:
+            per_task = [mean_stderr(paired_gains(t, steps)) for t in tasks]
+            gain = statistics.fmean(m for m, _ in per_task)
+            cells.append(fmt((gain, sum(se * se for _, se in per_task) ** 0.5 / len(tasks)), 2))
         lines.append(f"| **mean of the {len(tasks)} tasks** | {steps} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     os.makedirs(os.path.dirname(args.table) or ".", exist_ok=True)
