@@ -60,12 +60,17 @@ def stage_chunks(args):
 def run(args, task, steps, seed, chunk, folder):
     """One `restore --compare` run of one chunk. Chunk j runs with --seed seed + 1000 j, so the
     chunks draw independent noise (the CLI keys its streams by the image's index in its run)."""
-    out = os.path.join(args.out, task, str(steps), f"seed-{seed}", f"chunk-{chunk}")
+    restarts = args.restarts_of.get(task, 1)
+    # Best-of-N runs live apart from single runs of the same seed.
+    seed_dir = f"seed-{seed}" + (f"-best-of-{restarts}" if restarts > 1 else "")
+    out = os.path.join(args.out, task, str(steps), seed_dir, f"chunk-{chunk}")
     metrics = os.path.join(out, "metrics.json")
     if not os.path.exists(metrics):
         cmd = [args.binary, "restore", "--task", task, "--input", folder, "--batch", str(args.batch),
                "--no-equireg" if args.dps_only else "--compare", "--steps", str(steps),
                "--seed", str(seed + 1000 * chunk), "--out", out]
+        if restarts > 1:
+            cmd += ["--restarts", str(restarts)]
         if args.equireg:
             cmd += ["--equireg", args.equireg]
         if args.weights:
@@ -111,6 +116,9 @@ def main():
     ap.add_argument("--task-seeds", action="append", default=[], metavar="TASK=S,S,...",
                     help="seeds for one task instead of --seeds (repeatable), e.g. more draws for an "
                          "unstable task")
+    ap.add_argument("--task-restarts", action="append", default=[], metavar="TASK=N",
+                    help="best of N sampler restarts per image for one task (repeatable), judged by the "
+                         "data residual: DPS's practice on phase retrieval")
     ap.add_argument("--dps-only", action="store_true",
                     help="run the naive baseline and DPS only (half the time), e.g. to compare priors")
     args = ap.parse_args()
@@ -127,6 +135,12 @@ def main():
         if task not in seeds_of or not seeds:
             ap.error(f"--task-seeds {item!r}: expected TASK=S,S,... with TASK one of {', '.join(tasks)}")
         seeds_of[task] = [int(s) for s in seeds.split(",")]
+    args.restarts_of = {}
+    for item in args.task_restarts:
+        task, _, n = item.partition("=")
+        if task not in seeds_of or not n.isdigit() or int(n) < 1:
+            ap.error(f"--task-restarts {item!r}: expected TASK=N with N >= 1 and TASK one of {', '.join(tasks)}")
+        args.restarts_of[task] = int(n)
     all_seeds = sorted({s for seeds in seeds_of.values() for s in seeds})
 
     names, chunks = stage_chunks(args)
@@ -166,7 +180,9 @@ def main():
     )
     lines = [
         f"Images: {', '.join(n[:-4] for n in names)} ({args.images}, runs of {args.batch}); "
-        f"{seeds_line}; adapter: {adapter}.",
+        f"{seeds_line}; adapter: {adapter}."
+        + "".join(f" {t}: best of {n} restarts per image (smallest ||y - A(x)||)."
+                  for t, n in args.restarts_of.items() if n > 1),
         "Each cell: mean over images and seeds ± standard deviation over seeds of the per-seed mean."
         + ("" if args.dps_only else
            " The last column is the paired difference DPS+EquiReg − DPS in PSNR (same measurement, same "

@@ -68,6 +68,11 @@ def recent_loss(rows, n):
 
 
 def log_progress(step, rows, seconds):
-    """Every 50 steps: the mean loss of those 50 and the seconds per step so far."""
+    """Every 50 steps: the mean loss of those 50 and their seconds per step (the run's average
+    would mix in earlier phases of other batch or crop sizes)."""
     if step % 50 == 0:
-        print(f"step {step} loss {recent_loss(rows, 50):.4f} ({seconds / step:.2f} s/step)", flush=True)
+        last_step, last_seconds = getattr(log_progress, "last", (None, None))
+        rate = (seconds - last_seconds) / (step - last_step) if last_step is not None else None
+        log_progress.last = (step, seconds)
+        shown = f"{rate:.2f} s/step" if rate is not None else "first report"
+        print(f"step {step} loss {recent_loss(rows, 50):.4f} ({shown})", flush=True)
