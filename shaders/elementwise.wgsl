@@ -4,7 +4,7 @@
 // Binding layouts (group 0):
 //   unary  (copy, scale, silu, clamp):       0 params, 1 x (read), 2 out (read_write)
 //   binary (add, mul, axpby):                 0 params, 1 a (read), 2 b (read), 3 out (read_write)
-//   in place (axpby_inplace, add_inplace):    0 params, 1 x (read), 2 y (read_write)
+//   in place (axpby_inplace):                 0 params, 1 x (read), 2 y (read_write)
 //   fill:                                     0 params, 1 out (read_write)
 //   add_channel_bias:                         0 params, 1 x (read), 2 bias (read), 3 out (read_write)
 

@@ -1,6 +1,6 @@
 """Writes tests/fixtures/metrics/: small RGB image pairs as 8-bit PNGs and scikit-image's PSNR and
 SSIM of each pair (pairs.json), for crates/equireg/tests/metrics.rs, and LPIPS values
-(lpips.json) for crates/equireg/tests/lpips.rs.
+(lpips.json) for crates/equireg/tests/metrics.rs.
 
 PSNR/SSIM: the Rust test loads the PNGs
 with equireg::images::load_rgb, which maps an 8-bit value v to float32(v / 255); scikit-image is

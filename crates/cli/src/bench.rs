@@ -29,7 +29,7 @@ struct RestoreBenchArgs {
     /// phase-retrieval, hdr)
     #[arg(long, default_value = "sr4")]
     task: String,
-    /// Architecture preset: ffhq256, imagenet256, small64, tiny32
+    /// Architecture preset: ffhq256, imagenet256, small64, photo64, tiny32
     #[arg(long, default_value = "small64")]
     preset: String,
     /// Image side in pixels (default: the preset's image_size)
@@ -54,7 +54,7 @@ struct RestoreBenchArgs {
 
 #[derive(Args)]
 struct UnetBenchArgs {
-    /// Architecture preset: ffhq256, imagenet256, small64, tiny32
+    /// Architecture preset: ffhq256, imagenet256, small64, photo64, tiny32
     #[arg(long, default_value = "small64")]
     preset: String,
     /// Image side in pixels (default: the preset's image_size)

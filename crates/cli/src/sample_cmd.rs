@@ -18,7 +18,7 @@ pub struct SampleArgs {
     /// Model weights (safetensors, guided-diffusion names)
     #[arg(long)]
     weights: PathBuf,
-    /// Architecture preset of the weights (ffhq256, imagenet256, small64, tiny32)
+    /// Architecture preset of the weights (ffhq256, imagenet256, small64, photo64, tiny32)
     #[arg(long, conflicts_with = "config", required_unless_present = "config")]
     preset: Option<String>,
     /// Architecture as a JSON file with guided-diffusion's create_model field names

@@ -15,7 +15,7 @@ pub struct UnetArgs {
     /// Weights as safetensors with guided-diffusion's state-dict names
     #[arg(long)]
     weights: PathBuf,
-    /// Architecture preset: ffhq256, imagenet256, small64, tiny32
+    /// Architecture preset: ffhq256, imagenet256, small64, photo64, tiny32
     #[arg(long, conflicts_with = "config", required_unless_present = "config")]
     preset: Option<String>,
     /// Architecture as a JSON file with guided-diffusion's create_model field names

@@ -1,7 +1,7 @@
 //! A straight-line program of layer ops over value ids. Models build one per (batch, height,
 //! width); the live interval of every value follows from its producer and last consumer, which is
 //! exactly what the memory planner needs, and executing it records every op into one Recorder.
-//! The VJP (a later issue) appends its ops to the same kind of program.
+//! `append_vjp` appends the reverse-mode ops (input gradients) to the same program.
 
 use equireg_gpu::ops::pad::Pad2d;
 use equireg_gpu::ops::{
