@@ -58,7 +58,7 @@ def stage_chunks(args):
 
 
 def run(args, task, steps, seed, chunk, folder):
-    """One `restore --compare` run of one chunk. Chunk j runs with --seed seed + 1000 j, so the
+    """One `restore --compare` (or `--no-equireg`) run of one chunk. Chunk j runs with --seed seed + 1000 j, so the
     chunks draw independent noise (the CLI keys its streams by the image's index in its run)."""
     restarts = args.restarts_of.get(task, 1)
     # Best-of-N runs live apart from single runs of the same seed.
@@ -130,17 +130,23 @@ def main():
     tasks = args.tasks.split(",")
     steps_list = [int(s) for s in args.steps.split(",")]
     seeds_of = {task: [int(s) for s in args.seeds.split(",")] for task in tasks}
-    for item in args.task_seeds:
-        task, _, seeds = item.partition("=")
-        if task not in seeds_of or not seeds:
-            ap.error(f"--task-seeds {item!r}: expected TASK=S,S,... with TASK one of {', '.join(tasks)}")
-        seeds_of[task] = [int(s) for s in seeds.split(",")]
-    args.restarts_of = {}
-    for item in args.task_restarts:
-        task, _, n = item.partition("=")
-        if task not in seeds_of or not n.isdigit() or int(n) < 1:
-            ap.error(f"--task-restarts {item!r}: expected TASK=N with N >= 1 and TASK one of {', '.join(tasks)}")
-        args.restarts_of[task] = int(n)
+    def per_task(flag, items, form, parse):
+        """TASK=VALUE items of a repeatable option, each value parsed (None: malformed)."""
+        out = {}
+        for item in items:
+            task, _, value = item.partition("=")
+            parsed = parse(value) if task in tasks else None
+            if parsed is None:
+                ap.error(f"{flag} {item!r}: expected TASK={form}, TASK one of {', '.join(tasks)}")
+            out[task] = parsed
+        return out
+
+    def seed_list(v):
+        return [int(s) for s in v.split(",")] if v else None
+
+    seeds_of.update(per_task("--task-seeds", args.task_seeds, "S,S,...", seed_list))
+    args.restarts_of = per_task("--task-restarts", args.task_restarts, "N with N >= 1",
+                                lambda v: int(v) if v.isdigit() and int(v) >= 1 else None)
     all_seeds = sorted({s for seeds in seeds_of.values() for s in seeds})
 
     names, chunks = stage_chunks(args)
