@@ -41,7 +41,9 @@ GPU_PRIOR=(--weights build/prior-gpu/export/weights.safetensors --config build/p
 VAL=(--images build/validation --dps-only --steps 100 --seeds 0)
 python3 tools/evaluate.py "${VAL[@]}" --out build/val-gpu/embedded --table "$OUT/validation-embedded.md" \
     > "$OUT/validation.log" 2>&1
+# The shipping rule: the paired DPS gain over the embedded prior (last column, its mean over the tasks) > 0.
 python3 tools/evaluate.py "${VAL[@]}" "${GPU_PRIOR[@]}" --out build/val-gpu/gpu \
+    --paired-against build/val-gpu/embedded \
     --table "$OUT/validation-gpu.md" >> "$OUT/validation.log" 2>&1
 tail -n 20 "$OUT/validation.log"
 

@@ -22,7 +22,11 @@ against the embedded one, DPS only:
     python tools/evaluate.py --images build/validation --dps-only --steps 100 --seeds 0 \
         --out build/val/embedded
     python tools/evaluate.py --images build/validation --dps-only --steps 100 --seeds 0 \
-        --out build/val/candidate --weights W.safetensors --config config.json
+        --out build/val/candidate --weights W.safetensors --config config.json \
+        --paired-against build/val/embedded
+
+The last column then holds the paired DPS gain of the candidate over the embedded prior (same
+image, task and seed), the rule a new prior must pass before it ships.
 """
 import argparse
 import json
@@ -57,13 +61,33 @@ def stage_chunks(args):
     return names, chunks
 
 
+def run_dir(root, task, steps, seed, chunk, restarts):
+    """Where one chunk's run lives under an --out folder. Best-of-N runs live apart from single
+    runs of the same seed."""
+    seed_dir = f"seed-{seed}" + (f"-best-of-{restarts}" if restarts > 1 else "")
+    return os.path.join(root, task, str(steps), seed_dir, f"chunk-{chunk}")
+
+
+def reference_run(args, task, steps, seed, chunk, folder):
+    """The same run (task, steps, seed, chunk, restarts) in the --paired-against folder, which
+    must hold it already: it is read, never run, since it was made with other settings."""
+    out = run_dir(args.paired_against, task, steps, seed, chunk, args.restarts_of.get(task, 1))
+    metrics = os.path.join(out, "metrics.json")
+    if not os.path.exists(metrics):
+        sys.exit(f"--paired-against: {metrics} is missing; run that configuration first")
+    with open(metrics) as f:
+        doc = json.load(f)
+    wanted = {f[:-4] for f in os.listdir(folder) if f.endswith(".png")}
+    if {r["name"] for r in doc["images"]} != wanted:
+        sys.exit(f"--paired-against: {out} holds a run of other images than {folder}")
+    return doc
+
+
 def run(args, task, steps, seed, chunk, folder):
     """One `restore --compare` (or `--no-equireg`) run of one chunk. Chunk j runs with --seed seed + 1000 j, so the
     chunks draw independent noise (the CLI keys its streams by the image's index in its run)."""
     restarts = args.restarts_of.get(task, 1)
-    # Best-of-N runs live apart from single runs of the same seed.
-    seed_dir = f"seed-{seed}" + (f"-best-of-{restarts}" if restarts > 1 else "")
-    out = os.path.join(args.out, task, str(steps), seed_dir, f"chunk-{chunk}")
+    out = run_dir(args.out, task, steps, seed, chunk, restarts)
     metrics = os.path.join(out, "metrics.json")
     if not os.path.exists(metrics):
         cmd = [args.binary, "restore", "--task", task, "--input", folder, "--batch", str(args.batch),
@@ -119,6 +143,10 @@ def main():
     ap.add_argument("--task-restarts", action="append", default=[], metavar="TASK=N",
                     help="best of N sampler restarts per image for one task (repeatable), judged by the "
                          "data residual: DPS's practice on phase retrieval")
+    ap.add_argument("--paired-against", default=None, metavar="OUT",
+                    help="another --out folder holding the same runs made with other settings (another "
+                         "prior, other --equireg): adds, per solver, the paired PSNR difference this "
+                         "run - that one (same image, task, steps and seed)")
     ap.add_argument("--dps-only", action="store_true",
                     help="run the naive baseline and DPS only (half the time), e.g. to compare priors")
     args = ap.parse_args()
@@ -158,6 +186,7 @@ def main():
                     if seed in seeds_of[task]:
                         run(args, task, steps, seed, chunk, folder)
     results = {}  # (task, steps) -> [per-seed list of image records]
+    reference = {}  # the same, from --paired-against
     adapter = None
     for steps in steps_list:
         for task in tasks:
@@ -168,6 +197,11 @@ def main():
                     adapter = doc["adapter"]
                     rows += doc["images"]
                 results.setdefault((task, steps), []).append(rows)
+                if args.paired_against:
+                    ref_rows = []
+                    for chunk, folder in enumerate(chunks):
+                        ref_rows += reference_run(args, task, steps, seed, chunk, folder)["images"]
+                    reference.setdefault((task, steps), []).append(ref_rows)
 
     def rows_of(task, steps, solver):
         return [[r for r in seed_rows if r["solver"] == solver] for seed_rows in results[(task, steps)]]
@@ -194,22 +228,36 @@ def main():
            " The last column is the paired difference DPS+EquiReg − DPS in PSNR (same measurement, same "
            "seed): mean ± standard error over the image×seed pairs."),
     ]
-    paired = [] if args.dps_only else ["EquiReg − DPS (dB)"]
+    def paired_gains(task, steps, solver, base_solver, base=None):
+        """PSNR of solver minus that of base_solver on the same (image, seed), both read from
+        results, or base_solver's from base (the --paired-against runs)."""
+        gains = []
+        for i, seed_rows in enumerate(results[(task, steps)]):
+            base_rows = (base or results)[(task, steps)][i]
+            ref = {r["name"]: r["psnr"] for r in base_rows if r["solver"] == base_solver}
+            if any(r["solver"] == solver and r["name"] not in ref for r in seed_rows):
+                sys.exit(f"--paired-against: no {base_solver} run of {task} at {steps} steps to pair with")
+            gains += [r["psnr"] - ref[r["name"]] for r in seed_rows if r["solver"] == solver]
+        return gains
+
+    # (label, (task, steps) -> paired differences) of the last columns.
+    paired = []
+    if not args.dps_only:
+        paired.append(("EquiReg − DPS (dB)", lambda t, k: paired_gains(t, k, "dps+equireg", "dps")))
+    if args.paired_against:
+        ref_name = os.path.basename(os.path.normpath(args.paired_against))
+        for solver, label in solvers[1:]:
+            paired.append((f"{label} − {label} of {ref_name} (dB)",
+                           lambda t, k, s=solver: paired_gains(t, k, s, s, reference)))
+        lines.append(f"Columns \"of {ref_name}\": the paired difference against the same runs in "
+                     f"{args.paired_against} (mean ± standard error over the image×seed pairs).")
     header = [
         "",
         "| task | steps | "
-        + " | ".join([f"{label} PSNR | {label} SSIM" for _, label in solvers] + paired)
+        + " | ".join([f"{label} PSNR | {label} SSIM" for _, label in solvers] + [p for p, _ in paired])
         + " |",
         "|---|---|" + "---|---|" * len(solvers) + "---|" * len(paired),
     ]
-
-    def paired_gains(task, steps):
-        """DPS+EquiReg - DPS PSNR of every (image, seed): both ran on the same measurement."""
-        gains = []
-        for seed_rows in results[(task, steps)]:
-            dps = {r["name"]: r["psnr"] for r in seed_rows if r["solver"] == "dps"}
-            gains += [r["psnr"] - dps[r["name"]] for r in seed_rows if r["solver"] == "dps+equireg"]
-        return gains
 
     def mean_stderr(vals):
         mean, spread = mean_spread(vals)
@@ -223,8 +271,8 @@ def main():
             cells = []
             for solver, key, digits in columns:
                 cells.append(fmt(mean_spread(per_seed_means(task, steps, solver, key)), digits))
-            if paired:
-                cells.append(fmt(mean_stderr(paired_gains(task, steps)), 2))
+            for _, gains in paired:
+                cells.append(fmt(mean_stderr(gains(task, steps)), 2))
             lines.append(f"| {task} | {steps} | " + " | ".join(cells) + " |")
         # The average over tasks of each task's mean; with one seed list for all tasks also its
         # spread over seeds (the per-seed average over tasks).
@@ -238,8 +286,8 @@ def main():
             else:
                 cells.append(f"{mean:.{digits}f}")
         # The paired gain averaged over tasks; its standard error from the tasks' (independent).
-        if paired:
-            per_task = [mean_stderr(paired_gains(t, steps)) for t in tasks]
+        for _, gains in paired:
+            per_task = [mean_stderr(gains(t, steps)) for t in tasks]
             gain = statistics.fmean(m for m, _ in per_task)
             cells.append(fmt((gain, sum(se * se for _, se in per_task) ** 0.5 / len(tasks)), 2))
         lines.append(f"| **mean of the {len(tasks)} tasks** | {steps} | " + " | ".join(cells) + " |")
