@@ -68,19 +68,25 @@ def run_dir(root, task, steps, seed, chunk, restarts):
     return os.path.join(root, task, str(steps), seed_dir, f"chunk-{chunk}")
 
 
+def read_run(out, folder):
+    """A finished run's metrics.json, refused if it holds other images than the chunk's folder:
+    a folder left by another --batch or --images would mix into the table silently."""
+    with open(os.path.join(out, "metrics.json")) as f:
+        doc = json.load(f)
+    wanted = {f[:-4] for f in os.listdir(folder) if f.endswith(".png")}
+    if {r["name"] for r in doc["images"]} != wanted:
+        sys.exit(f"{out} holds a run of other images than {folder} (another --batch or --images?); "
+                 "use another --out")
+    return doc
+
+
 def reference_run(args, task, steps, seed, chunk, folder):
     """The same run (task, steps, seed, chunk, restarts) in the --paired-against folder, which
     must hold it already: it is read, never run, since it was made with other settings."""
     out = run_dir(args.paired_against, task, steps, seed, chunk, args.restarts_of.get(task, 1))
-    metrics = os.path.join(out, "metrics.json")
-    if not os.path.exists(metrics):
-        sys.exit(f"--paired-against: {metrics} is missing; run that configuration first")
-    with open(metrics) as f:
-        doc = json.load(f)
-    wanted = {f[:-4] for f in os.listdir(folder) if f.endswith(".png")}
-    if {r["name"] for r in doc["images"]} != wanted:
-        sys.exit(f"--paired-against: {out} holds a run of other images than {folder}")
-    return doc
+    if not os.path.exists(os.path.join(out, "metrics.json")):
+        sys.exit(f"--paired-against: {out}/metrics.json is missing; run that configuration first")
+    return read_run(out, folder)
 
 
 def run(args, task, steps, seed, chunk, folder):
@@ -103,14 +109,8 @@ def run(args, task, steps, seed, chunk, folder):
         t0 = time.time()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         print(f"  {time.time() - t0:.0f} s", flush=True)
-    with open(metrics) as f:
-        doc = json.load(f)
-    # A folder left by a run of another kind (other images, or with/without EquiReg) would mix
-    # into the table silently.
-    wanted = {f[:-4] for f in os.listdir(folder) if f.endswith(".png")}
-    if {r["name"] for r in doc["images"]} != wanted:
-        sys.exit(f"{out} holds a run of other images than {folder} (another --batch or --images?); "
-                 "use another --out")
+    doc = read_run(out, folder)
+    # A run with/without EquiReg left in this folder would mix into the table silently too.
     ran = {r["solver"] for r in doc["images"]}
     if ("dps+equireg" in ran) == args.dps_only:
         sys.exit(f"{out} holds a run {'with' if args.dps_only else 'without'} EquiReg; "
@@ -236,7 +236,8 @@ def main():
             base_rows = (base or results)[(task, steps)][i]
             ref = {r["name"]: r["psnr"] for r in base_rows if r["solver"] == base_solver}
             if any(r["solver"] == solver and r["name"] not in ref for r in seed_rows):
-                sys.exit(f"--paired-against: no {base_solver} run of {task} at {steps} steps to pair with")
+                sys.exit(f"no {base_solver} run of {task} at {steps} steps to pair {solver} with "
+                         "(a --dps-only --paired-against folder?)")
             gains += [r["psnr"] - ref[r["name"]] for r in seed_rows if r["solver"] == solver]
         return gains
 
