@@ -115,7 +115,33 @@ def run(args, task, steps, seed, chunk, folder):
     if ("dps+equireg" in ran) == args.dps_only:
         sys.exit(f"{out} holds a run {'with' if args.dps_only else 'without'} EquiReg; "
                  "use another --out for --dps-only runs")
+    # So would one whose EquiReg schedule counted steps the other way (see step_count).
+    if not args.dps_only and step_count(doc) != wanted_count(args):
+        sys.exit(f"{out} holds a run made with --equireg count={step_count(doc)}; pass "
+                 f"--equireg count={step_count(doc)} to tabulate it, or use another --out")
     return doc
+
+
+def settings_value(settings, key):
+    """The value of `key` in a `key=value,...` string, or None."""
+    for kv in (settings or "").split(","):
+        k, _, v = kv.partition("=")
+        if k.strip() == key:
+            return v.strip()
+    return None
+
+
+def step_count(doc):
+    """Which step the run's EquiReg schedule counted: metrics.json records the settings since
+    session 7; runs without that record were made when the engine counted loop steps (0 up)."""
+    if "equireg" not in doc:
+        return "loop"
+    return settings_value(doc["equireg"], "count")
+
+
+def wanted_count(args):
+    """The step count this invocation asks for: --equireg count=..., else the default."""
+    return settings_value(args.equireg, "count") or "timestep"
 
 
 def fmt(ms, digits):
@@ -222,7 +248,9 @@ def main():
         f"Images: {', '.join(n[:-4] for n in names)} ({args.images}, runs of {args.batch}); "
         f"{seeds_line}; adapter: {adapter}."
         + "".join(f" {t}: best of {n} restarts per image (smallest ||y - A(x)||)."
-                  for t, n in args.restarts_of.items() if n > 1),
+                  for t, n in args.restarts_of.items() if n > 1)
+        + ("" if args.dps_only else
+           f" EquiReg: the task presets{' with --equireg ' + args.equireg if args.equireg else ''}."),
         "Each cell: mean over images and seeds ± standard deviation over seeds of the per-seed mean."
         + ("" if args.dps_only else
            " The last column is the paired difference DPS+EquiReg − DPS in PSNR (same measurement, same "

@@ -105,6 +105,53 @@ fn dps_with_equireg_stays_on_the_gpu_and_repeats_bit_for_bit() {
     assert!(p.iter().all(|v| v.is_finite()));
 }
 
+/// The schedule sees DPS's timestep index (K-1 on the first step, 0 on the last), as the
+/// reference's `reg(x_0_hat, step=idx)`: a schedule that fires only at step 0 acts on the last
+/// loop step by default, and on the first with `count=loop`.
+#[test]
+fn the_schedule_counts_down_as_dps_index() {
+    let g = gpu();
+    let unet = {
+        let cfg = equireg_tests::loop_test_config();
+        UNet::new(
+            &g,
+            &cfg,
+            &synthetic::weights(5, &UNet::weight_spec(&cfg).unwrap()),
+        )
+        .unwrap()
+    };
+    // cutoff 10 of 10 steps: only step 0 fires (step + 10 <= 10).
+    let only_zero = "alpha=0.5,schedule=cutoff,cutoff=10";
+    let (last, d_last) = run(&g, &unet, only_zero, 3);
+    let (first, d_first) = run(&g, &unet, &format!("{only_zero},count=loop"), 3);
+    let (off, d_off) = run(&g, &unet, "alpha=0", 3);
+    // The counters cover loop steps 2..10: the last step's firing shows there, the first's not.
+    assert!(
+        d_last.dispatches > d_off.dispatches,
+        "the default count must fire on the last loop step"
+    );
+    assert_eq!(
+        d_first.dispatches, d_off.dispatches,
+        "count=loop fires on loop step 0 only"
+    );
+    let dist = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    assert!(
+        dist(&last, &off) > 1e-4,
+        "the last-step firing changed nothing"
+    );
+    assert!(
+        dist(&first, &off) > 1e-4,
+        "the first-step firing changed nothing"
+    );
+    assert!(dist(&first, &last) > 1e-4, "both counts gave the same run");
+}
+
 /// The penalty and its gradient with respect to x_t, through f, the clamp and the UNet, against
 /// tools/make_equireg_fixtures.py (float64 PyTorch restatement of the reference semantics):
 /// every form, reduction, group kind and MPE type.

@@ -101,7 +101,9 @@ pub struct RestoreArgs {
     crop: Option<String>,
     /// EquiReg settings on top of the task's [equireg] table, e.g.
     /// group=rot90,alpha=0.01,freq=0.1,form=equi,reduction=norm,schedule=constant,mpe=default
-    /// (mpe: default = the embedded encoder, denoiser[:T], or an MPE folder)
+    /// (mpe: default = the embedded encoder, denoiser[:T], or an MPE folder;
+    /// count: timestep = the schedule sees DPS's index K-1..0 as the reference, so the last
+    /// step fires; loop = 0..K-1, so the first step fires)
     /// (EquiReg is on by default)
     #[arg(long, value_name = "KEY=VALUE,...", conflicts_with = "no_equireg")]
     equireg: Option<String>,
@@ -427,9 +429,15 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             item = end;
         }
     }
-    write_metrics(
-        &args.out, &records, &task.name, args.seed, steps, zeta_used, &adapter,
-    )?;
+    let run = RunHeader {
+        task: &task.name,
+        seed: args.seed,
+        steps,
+        zeta: zeta_used,
+        adapter: &adapter,
+        equireg: (!args.no_equireg).then(|| equireg_cfg.settings()),
+    };
+    write_metrics(&args.out, &records, &run)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
@@ -594,15 +602,26 @@ fn write_image_outputs(
     Ok(())
 }
 
-fn write_metrics(
-    out: &Path,
-    records: &[Record],
-    task: &str,
+/// What metrics.json says of the whole run.
+struct RunHeader<'a> {
+    task: &'a str,
     seed: u64,
     steps: usize,
     zeta: f64,
-    adapter: &str,
-) -> anyhow::Result<()> {
+    adapter: &'a str,
+    /// The regularizer's full settings (`key=value,...`), when DPS+EquiReg ran.
+    equireg: Option<String>,
+}
+
+fn write_metrics(out: &Path, records: &[Record], run: &RunHeader) -> anyhow::Result<()> {
+    let RunHeader {
+        task,
+        seed,
+        steps,
+        zeta,
+        adapter,
+        ..
+    } = *run;
     let mean = |f: &dyn Fn(&Record) -> Option<f64>| {
         let v: Vec<f64> = records.iter().filter_map(f).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -642,6 +661,7 @@ fn write_metrics(
         .collect();
     let doc = json!({
         "task": task, "seed": seed, "steps": steps, "zeta": zeta, "adapter": adapter,
+        "equireg": run.equireg,
         "images": per,
         "mean": means,
     });

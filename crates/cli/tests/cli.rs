@@ -253,6 +253,12 @@ fn restore_writes_results_metrics_and_a_grid() {
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["task"], "box-inpaint");
     assert_eq!(m["steps"], 4);
+    // The run records the regularizer's full settings: the task preset, --equireg on top.
+    assert_eq!(
+        m["equireg"],
+        "group=rot90,alpha=0.01,freq=0.5,form=equi,reduction=norm,schedule=constant,\
+         count=timestep,mpe=denoiser:50"
+    );
     assert!(m["mean"]["dps"]["psnr"].as_f64().unwrap().is_finite());
     assert!(m["mean"]["dps+equireg"]["ssim"].as_f64().is_some());
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();

@@ -8,8 +8,13 @@
 //!   means nothing).
 //! - one element g per firing step, drawn uniformly from the group's elements (here on the GPU,
 //!   from the step counter, so a run repeats with its seed);
-//! - schedules: `constant` fires when `step % int(1/freq) == 0`, `cutoff` likewise but not in
-//!   the last `cutoff` steps, `every` fires every step; alpha 0 never fires (no work at all).
+//! - schedules: `constant` fires when `step % int(1/freq) == 0`, `cutoff` likewise but not while
+//!   `step > total - cutoff`, `every` fires every step; alpha 0 never fires (no work at all).
+//!   `step` is what the reference's DPS integration passes (`reg(x_0_hat, step=idx)`): DPS's
+//!   loop index `idx`, which counts the respaced timesteps down from K-1 to 0. So at K = 100 and
+//!   freq 0.1 the penalty fires on loop steps 9, 19, ..., 99: never on the first step (pure
+//!   noise), always on the last. `count=loop` counts loop steps up from 0 instead (this engine's
+//!   convention until session 7, that of the EquiReg columns in docs/RESULTS.md).
 //!
 //! Per firing step, after the data term's VJP has written dL/dx0:
 //! `draw g; f([x0; g x0]); fused residual + norms + cotangents; f VJP; dx0 += (f-grads mapped
@@ -44,13 +49,42 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// Whether loop step `k` (0 = the first step) of `total` fires.
-    pub fn fires(&self, k: usize, total: usize) -> bool {
+    /// Whether the schedule's `step` of `total` fires (the reference's rule; which loop step a
+    /// `step` is, is [`StepCount`]'s business).
+    pub fn fires(&self, step: usize, total: usize) -> bool {
         let period = |freq: f64| ((1.0 / freq) as usize).max(1);
         match *self {
             Schedule::Every => true,
-            Schedule::Constant { freq } => k.is_multiple_of(period(freq)),
-            Schedule::Cutoff { freq, last } => k.is_multiple_of(period(freq)) && k + last <= total,
+            Schedule::Constant { freq } => step.is_multiple_of(period(freq)),
+            Schedule::Cutoff { freq, last } => {
+                step.is_multiple_of(period(freq)) && step + last <= total
+            }
+        }
+    }
+}
+
+/// Which number of a loop step the schedule sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepCount {
+    /// DPS's timestep index: K-1 on the first of K steps, 0 on the last (the reference).
+    Timestep,
+    /// The loop step: 0 on the first step, K-1 on the last.
+    Loop,
+}
+
+impl StepCount {
+    /// The schedule's step for loop step `k` (0 = the first) of `total`.
+    pub fn step(self, k: usize, total: usize) -> usize {
+        match self {
+            StepCount::Timestep => total.saturating_sub(1 + k),
+            StepCount::Loop => k,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StepCount::Timestep => "timestep",
+            StepCount::Loop => "loop",
         }
     }
 }
@@ -128,6 +162,7 @@ pub struct EquiRegConfig {
     pub form: Form,
     pub reduce: Reduce,
     pub schedule: Schedule,
+    pub count: StepCount,
     /// Where f comes from: a path (weights + config) or `denoiser[:t]`.
     pub mpe: String,
 }
@@ -140,6 +175,7 @@ impl Default for EquiRegConfig {
             form: Form::Equi,
             reduce: Reduce::Norm,
             schedule: Schedule::Constant { freq: 0.1 },
+            count: StepCount::Timestep,
             mpe: "denoiser".into(),
         }
     }
@@ -147,7 +183,7 @@ impl Default for EquiRegConfig {
 
 impl EquiRegConfig {
     /// Applies `key=value,key=value` settings (group, alpha, freq, form, reduction, schedule,
-    /// cutoff, mpe) on top of `self`.
+    /// cutoff, count, mpe) on top of `self`.
     pub fn with_settings(mut self, spec: &str) -> Result<Self> {
         let mut freq = match self.schedule {
             Schedule::Constant { freq } | Schedule::Cutoff { freq, .. } => freq,
@@ -212,11 +248,23 @@ impl EquiRegConfig {
                         }
                     }
                 }
+                "count" => {
+                    self.count = match v {
+                        "timestep" => StepCount::Timestep,
+                        "loop" => StepCount::Loop,
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "EquiReg count {v:?}: expected timestep (the reference: DPS's \
+                                 index, K-1 down to 0) or loop (0 up to K-1)"
+                            )));
+                        }
+                    }
+                }
                 "mpe" => self.mpe = v.to_string(),
                 other => {
                     return Err(Error::invalid(format!(
                         "unknown EquiReg setting {other:?}: expected group, alpha, freq, form, \
-                         reduction, schedule, cutoff or mpe"
+                         reduction, schedule, cutoff, count or mpe"
                     )));
                 }
             }
@@ -234,9 +282,37 @@ impl EquiRegConfig {
         Ok(self)
     }
 
-    /// Whether loop step `k` of `total` does regularizer work.
+    /// All settings as `key=value,...`, which [`EquiRegConfig::with_settings`] reads back to
+    /// the same configuration: what a run records of the regularizer it used.
+    pub fn settings(&self) -> String {
+        let (schedule, freq, cutoff) = match self.schedule {
+            Schedule::Constant { freq } => ("constant", freq, None),
+            Schedule::Cutoff { freq, last } => ("cutoff", freq, Some(last)),
+            Schedule::Every => ("every", 1.0, None),
+        };
+        let form = match self.form {
+            Form::Equi => "equi",
+            Form::EquiPlus => "equi_plus",
+        };
+        let reduction = match self.reduce {
+            Reduce::Norm => "norm",
+            Reduce::SqNorm => "sqnorm",
+            Reduce::Mse => "mse",
+        };
+        let cutoff = cutoff.map(|c| format!(",cutoff={c}")).unwrap_or_default();
+        format!(
+            "group={},alpha={},freq={freq},form={form},reduction={reduction},schedule={schedule}\
+             {cutoff},count={},mpe={}",
+            self.group.name,
+            self.alpha,
+            self.count.name(),
+            self.mpe
+        )
+    }
+
+    /// Whether loop step `k` (0 = the first) of `total` does regularizer work.
     pub fn fires(&self, k: usize, total: usize) -> bool {
-        self.alpha > 0.0 && self.schedule.fires(k, total)
+        self.alpha > 0.0 && self.schedule.fires(self.count.step(k, total), total)
     }
 }
 
@@ -448,6 +524,90 @@ mod tests {
         assert!((0..5).all(|k| Schedule::Every.fires(k, 5)));
         let off = EquiRegConfig::default().with_settings("alpha=0").unwrap();
         assert!(!(0..100).any(|k| off.fires(k, 100)));
+    }
+
+    /// Which loop steps fire, as the reference's DPS loop would call `reg(x_0_hat, step=idx)`
+    /// for idx in reversed(range(K)), restated independently of [`StepCount`].
+    fn reference_loop_steps(schedule: Schedule, total: usize) -> Vec<usize> {
+        (0..total)
+            .rev()
+            .enumerate()
+            .filter(|&(_, idx)| schedule.fires(idx, total))
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    #[test]
+    fn the_default_count_is_dps_timestep_index() {
+        let on = |spec: &str, total: usize| -> Vec<usize> {
+            let c = EquiRegConfig::default().with_settings(spec).unwrap();
+            (0..total).filter(|&k| c.fires(k, total)).collect()
+        };
+        // K = 100, every 10th: the last loop step fires, the first does not.
+        let steps = on("", 100);
+        assert_eq!(steps, (0..10).map(|j| 9 + 10 * j).collect::<Vec<_>>());
+        assert_eq!(
+            steps,
+            reference_loop_steps(Schedule::Constant { freq: 0.1 }, 100)
+        );
+        assert_eq!(
+            on("count=loop", 100),
+            (0..10).map(|j| 10 * j).collect::<Vec<_>>()
+        );
+        // cutoff 100 at K = 1000 is off on the 99 noisiest steps: idx > 900.
+        let cut = on("schedule=cutoff,cutoff=100", 1000);
+        assert_eq!(cut.first(), Some(&99));
+        assert_eq!(cut.last(), Some(&999));
+        assert_eq!(
+            cut,
+            reference_loop_steps(
+                Schedule::Cutoff {
+                    freq: 0.1,
+                    last: 100
+                },
+                1000
+            )
+        );
+        // and at K = 50 never fires (idx > -50 always), as in the reference.
+        assert!(on("schedule=cutoff,cutoff=100", 50).is_empty());
+        assert!(EquiRegConfig::default().with_settings("count=up").is_err());
+    }
+
+    #[test]
+    fn settings_read_back_to_the_same_configuration() {
+        for spec in [
+            "",
+            "count=loop",
+            "group=d4*shift:2,alpha=0.5,freq=0.25,form=equi_plus,reduction=mse,schedule=cutoff,\
+             cutoff=30,mpe=denoiser:200",
+            "schedule=every,reduction=sqnorm,alpha=0",
+        ] {
+            let c = EquiRegConfig::default().with_settings(spec).unwrap();
+            let back = EquiRegConfig::default()
+                .with_settings(&c.settings())
+                .unwrap();
+            assert_eq!(back.settings(), c.settings(), "{spec}");
+            assert_eq!(
+                (
+                    back.group,
+                    back.alpha,
+                    back.form,
+                    back.reduce,
+                    back.schedule,
+                    back.count,
+                    back.mpe
+                ),
+                (
+                    c.group, c.alpha, c.form, c.reduce, c.schedule, c.count, c.mpe
+                ),
+                "{spec}"
+            );
+        }
+        assert!(
+            EquiRegConfig::default()
+                .settings()
+                .contains("count=timestep")
+        );
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct EquiRegPreset {
     pub reduction: String,
     pub schedule: String,
     pub cutoff: usize,
+    /// Which number of a loop step the schedule sees: "timestep" (DPS's index, K-1 down to 0,
+    /// as the reference) or "loop" (0 up to K-1).
+    pub count: String,
     /// "default" (the embedded encoder of [`crate::default_models`]), "denoiser[:t]" (the
     /// diffusion model's own x0 estimate at timestep t) or an MPE network's folder.
     pub mpe: String,
@@ -87,6 +90,7 @@ impl Default for EquiRegPreset {
             reduction: "norm".into(),
             schedule: "constant".into(),
             cutoff: 100,
+            count: "timestep".into(),
             mpe: crate::default_models::MPE_SPEC.into(),
         }
     }
@@ -96,7 +100,7 @@ impl EquiRegPreset {
     /// The regularizer's configuration, with `overrides` ("key=value,...") on top.
     pub fn config(&self, overrides: &str) -> Result<EquiRegConfig> {
         let base = format!(
-            "group={},alpha={},freq={},form={},reduction={},schedule={},cutoff={},mpe={}",
+            "group={},alpha={},freq={},form={},reduction={},schedule={},cutoff={},count={},mpe={}",
             self.group,
             self.alpha,
             self.freq,
@@ -104,6 +108,7 @@ impl EquiRegPreset {
             self.reduction,
             self.schedule,
             self.cutoff,
+            self.count,
             self.mpe
         );
         EquiRegConfig::default()
