@@ -116,9 +116,9 @@ def run(args, task, steps, seed, chunk, folder):
         sys.exit(f"{out} holds a run {'with' if args.dps_only else 'without'} EquiReg; "
                  "use another --out for --dps-only runs")
     # So would one whose EquiReg schedule counted steps the other way (see step_count).
-    if not args.dps_only and step_count(doc) != wanted_count(args):
-        sys.exit(f"{out} holds a run made with --equireg count={step_count(doc)}; pass "
-                 f"--equireg count={step_count(doc)} to tabulate it, or use another --out")
+    if not args.dps_only and (count := step_count(doc)) != wanted_count(args):
+        sys.exit(f"{out} holds a run made with --equireg count={count}; pass "
+                 f"--equireg count={count} to tabulate it, or use another --out")
     return doc
 
 

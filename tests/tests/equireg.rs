@@ -52,18 +52,30 @@ fn run(
     (solver.finish().unwrap(), d)
 }
 
+/// The loop tests' UNet with synthetic weights.
+fn loop_test_unet(g: &Gpu) -> UNet {
+    let cfg = equireg_tests::loop_test_config();
+    UNet::new(
+        g,
+        &cfg,
+        &synthetic::weights(5, &UNet::weight_spec(&cfg).unwrap()),
+    )
+    .unwrap()
+}
+
+/// L2 distance between two results.
+fn distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
 #[test]
 fn dps_with_equireg_stays_on_the_gpu_and_repeats_bit_for_bit() {
     let g = gpu();
-    let unet = {
-        let cfg = equireg_tests::loop_test_config();
-        UNet::new(
-            &g,
-            &cfg,
-            &synthetic::weights(5, &UNet::weight_spec(&cfg).unwrap()),
-        )
-        .unwrap()
-    };
+    let unet = loop_test_unet(&g);
     let settings = "group=d4*shift:2,alpha=0.5,freq=0.5,form=equi,reduction=norm";
     let (a, d) = run(&g, &unet, settings, 7);
     assert_eq!(
@@ -88,12 +100,7 @@ fn dps_with_equireg_stays_on_the_gpu_and_repeats_bit_for_bit() {
         d_off.dispatches < d.dispatches,
         "alpha 0 must skip the regularizer's work"
     );
-    let diff: f64 = a
-        .iter()
-        .zip(&off)
-        .map(|(x, y)| ((x - y) as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
+    let diff = distance(&a, &off);
     assert!(diff > 1e-4, "EquiReg changed nothing ({diff})");
     // equi_plus with the same shape-keeping f also runs.
     let (p, _) = run(
@@ -111,15 +118,7 @@ fn dps_with_equireg_stays_on_the_gpu_and_repeats_bit_for_bit() {
 #[test]
 fn the_schedule_counts_down_as_dps_index() {
     let g = gpu();
-    let unet = {
-        let cfg = equireg_tests::loop_test_config();
-        UNet::new(
-            &g,
-            &cfg,
-            &synthetic::weights(5, &UNet::weight_spec(&cfg).unwrap()),
-        )
-        .unwrap()
-    };
+    let unet = loop_test_unet(&g);
     // cutoff 10 of 10 steps: only step 0 fires (step + 10 <= 10).
     let only_zero = "alpha=0.5,schedule=cutoff,cutoff=10";
     let (last, d_last) = run(&g, &unet, only_zero, 3);
@@ -134,22 +133,18 @@ fn the_schedule_counts_down_as_dps_index() {
         d_first.dispatches, d_off.dispatches,
         "count=loop fires on loop step 0 only"
     );
-    let dist = |a: &[f32], b: &[f32]| -> f64 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| ((x - y) as f64).powi(2))
-            .sum::<f64>()
-            .sqrt()
-    };
     assert!(
-        dist(&last, &off) > 1e-4,
+        distance(&last, &off) > 1e-4,
         "the last-step firing changed nothing"
     );
     assert!(
-        dist(&first, &off) > 1e-4,
+        distance(&first, &off) > 1e-4,
         "the first-step firing changed nothing"
     );
-    assert!(dist(&first, &last) > 1e-4, "both counts gave the same run");
+    assert!(
+        distance(&first, &last) > 1e-4,
+        "both counts gave the same run"
+    );
 }
 
 /// The penalty and its gradient with respect to x_t, through f, the clamp and the UNet, against
