@@ -27,6 +27,17 @@ against the embedded one, DPS only:
 
 The last column then holds the paired DPS gain of the candidate over the embedded prior (same
 image, task and seed), the rule a new prior must pass before it ships.
+
+DPS and the naive baseline do not depend on the EquiReg settings, so other EquiReg settings can
+be evaluated at half the cost against runs that hold them already:
+
+    python tools/evaluate.py --steps 100 --seeds 0 --equireg alpha=0.02 --dps-from build/eval \
+        --out build/eval-alpha
+
+runs DPS+EquiReg only and pairs it with the baseline and DPS rows of the same run (task, steps,
+seed, chunk) in build/eval, which must be made with the same prior. It refuses a pair whose
+baseline rows differ in any bit: the baseline depends only on the measurement, so that proves
+the two runs restored the same measurement.
 """
 import argparse
 import json
@@ -89,16 +100,43 @@ def reference_run(args, task, steps, seed, chunk, folder):
     return read_run(out, folder)
 
 
+def with_dps_from(args, task, steps, seed, chunk, folder, out, doc):
+    """An EquiReg-only run's rows completed with the baseline and DPS rows of the same run in
+    --dps-from, after checking both restored the same measurement (bit-identical baselines)."""
+    ref_out = run_dir(args.dps_from, task, steps, seed, chunk, args.restarts_of.get(task, 1))
+    if not os.path.exists(os.path.join(ref_out, "metrics.json")):
+        sys.exit(f"--dps-from: {ref_out}/metrics.json is missing; run DPS there first")
+    ref = read_run(ref_out, folder)
+    def rows(d, solver):
+        """solver's scores by image (the fields every engine version has written; no timings)."""
+        return {r["name"]: (r["psnr"], r["ssim"], r["psnr_measurement"])
+                for r in d["images"] if r["solver"] == solver}
+    if rows(ref, "baseline") != rows(doc, "baseline"):
+        sys.exit(f"{out} and {ref_out} have different baselines, so different measurements "
+                 "(another seed, --batch or binary?); they cannot be paired")
+    if set(rows(ref, "dps")) != set(rows(doc, "baseline")):
+        sys.exit(f"--dps-from: {ref_out} holds no DPS run of every image")
+    # A --compare run left in OUT has its own DPS: it must be the same, and is not added twice.
+    if rows(doc, "dps"):
+        if rows(doc, "dps") != rows(ref, "dps"):
+            sys.exit(f"{out} and {ref_out} hold different DPS results of the same measurement")
+        return doc
+    merged = dict(doc)
+    merged["images"] = [r for r in ref["images"] if r["solver"] == "dps"] + doc["images"]
+    return merged
+
+
 def run(args, task, steps, seed, chunk, folder):
-    """One `restore --compare` (or `--no-equireg`) run of one chunk. Chunk j runs with --seed seed + 1000 j, so the
+    """One `restore --compare` (or `--no-equireg`, or with --dps-from EquiReg only) run of one chunk. Chunk j runs with --seed seed + 1000 j, so the
     chunks draw independent noise (the CLI keys its streams by the image's index in its run)."""
     restarts = args.restarts_of.get(task, 1)
     out = run_dir(args.out, task, steps, seed, chunk, restarts)
     metrics = os.path.join(out, "metrics.json")
     if not os.path.exists(metrics):
         cmd = [args.binary, "restore", "--task", task, "--input", folder, "--batch", str(args.batch),
-               "--no-equireg" if args.dps_only else "--compare", "--steps", str(steps),
-               "--seed", str(seed + 1000 * chunk), "--out", out]
+               "--steps", str(steps), "--seed", str(seed + 1000 * chunk), "--out", out]
+        if not args.dps_from:
+            cmd.append("--no-equireg" if args.dps_only else "--compare")
         if restarts > 1:
             cmd += ["--restarts", str(restarts)]
         if args.equireg:
@@ -110,6 +148,8 @@ def run(args, task, steps, seed, chunk, folder):
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         print(f"  {time.time() - t0:.0f} s", flush=True)
     doc = read_run(out, folder)
+    if args.dps_from:
+        doc = with_dps_from(args, task, steps, seed, chunk, folder, out, doc)
     # A run with/without EquiReg left in this folder would mix into the table silently too.
     ran = {r["solver"] for r in doc["images"]}
     if ("dps+equireg" in ran) == args.dps_only:
@@ -175,11 +215,17 @@ def main():
                          "run - that one (same image, task, steps and seed)")
     ap.add_argument("--dps-only", action="store_true",
                     help="run the naive baseline and DPS only (half the time), e.g. to compare priors")
+    ap.add_argument("--dps-from", default=None, metavar="OUT",
+                    help="run DPS+EquiReg only (half the time) and take the baseline and DPS of each run "
+                         "from the same run in OUT (same prior; refused unless the baselines are "
+                         "bit-identical)")
     args = ap.parse_args()
     if bool(args.weights) != bool(args.config):
         ap.error("--weights and --config go together")
     if args.dps_only and args.equireg:
         ap.error("--dps-only runs no EquiReg: drop --equireg")
+    if args.dps_only and args.dps_from:
+        ap.error("--dps-from completes EquiReg-only runs: drop --dps-only")
     solvers = SOLVERS[:2] if args.dps_only else SOLVERS
     tasks = args.tasks.split(",")
     steps_list = [int(s) for s in args.steps.split(",")]
@@ -250,7 +296,9 @@ def main():
         + "".join(f" {t}: best of {n} restarts per image (smallest ||y - A(x)||)."
                   for t, n in args.restarts_of.items() if n > 1)
         + ("" if args.dps_only else
-           f" EquiReg: the task presets{' with --equireg ' + args.equireg if args.equireg else ''}."),
+           f" EquiReg: the task presets{' with --equireg ' + args.equireg if args.equireg else ''}.")
+        + (f" Baseline and DPS: the same runs in {args.dps_from} (bit-identical baselines)."
+           if args.dps_from else ""),
         "Each cell: mean over images and seeds ± standard deviation over seeds of the per-seed mean."
         + ("" if args.dps_only else
            " The last column is the paired difference DPS+EquiReg − DPS in PSNR (same measurement, same "
