@@ -91,22 +91,20 @@ def read_run(out, folder):
     return doc
 
 
-def reference_run(args, task, steps, seed, chunk, folder):
-    """The same run (task, steps, seed, chunk, restarts) in the --paired-against folder, which
-    must hold it already: it is read, never run, since it was made with other settings."""
-    out = run_dir(args.paired_against, task, steps, seed, chunk, args.restarts_of.get(task, 1))
+def reference_run(args, flag, root, task, steps, seed, chunk, folder):
+    """The same run (task, steps, seed, chunk, restarts) in the folder `root` given by `flag`
+    (--paired-against, --dps-from), which must hold it already: it is read, never run, since it
+    was made with other settings. Returns its folder and its metrics."""
+    out = run_dir(root, task, steps, seed, chunk, args.restarts_of.get(task, 1))
     if not os.path.exists(os.path.join(out, "metrics.json")):
-        sys.exit(f"--paired-against: {out}/metrics.json is missing; run that configuration first")
-    return read_run(out, folder)
+        sys.exit(f"{flag}: {out}/metrics.json is missing; run that configuration first")
+    return out, read_run(out, folder)
 
 
 def with_dps_from(args, task, steps, seed, chunk, folder, out, doc):
     """An EquiReg-only run's rows completed with the baseline and DPS rows of the same run in
     --dps-from, after checking both restored the same measurement (bit-identical baselines)."""
-    ref_out = run_dir(args.dps_from, task, steps, seed, chunk, args.restarts_of.get(task, 1))
-    if not os.path.exists(os.path.join(ref_out, "metrics.json")):
-        sys.exit(f"--dps-from: {ref_out}/metrics.json is missing; run DPS there first")
-    ref = read_run(ref_out, folder)
+    ref_out, ref = reference_run(args, "--dps-from", args.dps_from, task, steps, seed, chunk, folder)
     def rows(d, solver):
         """solver's scores by image (the fields every engine version has written; no timings)."""
         return {r["name"]: (r["psnr"], r["ssim"], r["psnr_measurement"])
@@ -117,8 +115,8 @@ def with_dps_from(args, task, steps, seed, chunk, folder, out, doc):
     if set(rows(ref, "dps")) != set(rows(doc, "baseline")):
         sys.exit(f"--dps-from: {ref_out} holds no DPS run of every image")
     # A --compare run left in OUT has its own DPS: it must be the same, and is not added twice.
-    if rows(doc, "dps"):
-        if rows(doc, "dps") != rows(ref, "dps"):
+    if own_dps := rows(doc, "dps"):
+        if own_dps != rows(ref, "dps"):
             sys.exit(f"{out} and {ref_out} hold different DPS results of the same measurement")
         return doc
     merged = dict(doc)
@@ -127,8 +125,9 @@ def with_dps_from(args, task, steps, seed, chunk, folder, out, doc):
 
 
 def run(args, task, steps, seed, chunk, folder):
-    """One `restore --compare` (or `--no-equireg`, or with --dps-from EquiReg only) run of one chunk. Chunk j runs with --seed seed + 1000 j, so the
-    chunks draw independent noise (the CLI keys its streams by the image's index in its run)."""
+    """One `restore --compare` run of one chunk (`--no-equireg` with --dps-only; EquiReg alone
+    with --dps-from). Chunk j runs with --seed seed + 1000 j, so the chunks draw independent
+    noise (the CLI keys its streams by the image's index in its run)."""
     restarts = args.restarts_of.get(task, 1)
     out = run_dir(args.out, task, steps, seed, chunk, restarts)
     metrics = os.path.join(out, "metrics.json")
@@ -272,7 +271,9 @@ def main():
                 if args.paired_against:
                     ref_rows = []
                     for chunk, folder in enumerate(chunks):
-                        ref_rows += reference_run(args, task, steps, seed, chunk, folder)["images"]
+                        _, ref = reference_run(args, "--paired-against", args.paired_against,
+                                               task, steps, seed, chunk, folder)
+                        ref_rows += ref["images"]
                     reference.setdefault((task, steps), []).append(ref_rows)
 
     def rows_of(task, steps, solver):
