@@ -179,8 +179,9 @@ def step_count(doc):
 
 
 def wanted_count(args):
-    """The step count this invocation asks for: --equireg count=..., else the default."""
-    return settings_value(args.equireg, "count") or "timestep"
+    """The step count this invocation asks for: --equireg count=..., else the task presets'
+    default, `loop` (crates/equireg/src/task.rs)."""
+    return settings_value(args.equireg, "count") or "loop"
 
 
 def fmt(ms, digits):

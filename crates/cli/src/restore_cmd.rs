@@ -102,8 +102,8 @@ pub struct RestoreArgs {
     /// EquiReg settings on top of the task's [equireg] table, e.g.
     /// group=rot90,alpha=0.01,freq=0.1,form=equi,reduction=norm,schedule=constant,mpe=default
     /// (mpe: default = the embedded encoder, denoiser[:T], or an MPE folder;
-    /// count: timestep = the schedule sees DPS's index K-1..0 as the reference, so the last
-    /// step fires; loop = 0..K-1, so the first step fires)
+    /// count: loop = the schedule sees 0..K-1, so the first step fires (the presets);
+    /// timestep = it sees DPS's index K-1..0 as the reference, so the last step fires)
     /// (EquiReg is on by default)
     #[arg(long, value_name = "KEY=VALUE,...", conflicts_with = "no_equireg")]
     equireg: Option<String>,

@@ -257,7 +257,7 @@ fn restore_writes_results_metrics_and_a_grid() {
     assert_eq!(
         m["equireg"],
         "group=rot90,alpha=0.01,freq=0.5,form=equi,reduction=norm,schedule=constant,\
-         count=timestep,mpe=denoiser:50"
+         count=loop,mpe=denoiser:50"
     );
     assert!(m["mean"]["dps"]["psnr"].as_f64().unwrap().is_finite());
     assert!(m["mean"]["dps+equireg"]["ssim"].as_f64().is_some());

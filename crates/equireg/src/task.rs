@@ -56,7 +56,8 @@ pub struct Task {
     pub operator: OperatorConfig,
     pub noise: NoiseConfig,
     pub dps: DpsConfig,
-    /// EquiReg's settings for this task (defaults: the reference's pixel-space DPS values).
+    /// EquiReg's settings for this task (defaults: the reference's pixel-space DPS values, but
+    /// for `count`, chosen on the validation crops; see [`EquiRegPreset`]).
     #[serde(default)]
     pub equireg: EquiRegPreset,
 }
@@ -73,7 +74,9 @@ pub struct EquiRegPreset {
     pub schedule: String,
     pub cutoff: usize,
     /// Which number of a loop step the schedule sees: "timestep" (DPS's index, K-1 down to 0,
-    /// as the reference) or "loop" (0 up to K-1).
+    /// as the reference) or "loop" (0 up to K-1). The presets use "loop": on the validation
+    /// crops (never used for evaluation) it beat the reference's count, pooled over the six
+    /// tasks, at 50 and 100 steps (docs/RESULTS.md, "The count chosen on the validation crops").
     pub count: String,
     /// "default" (the embedded encoder of [`crate::default_models`]), "denoiser[:t]" (the
     /// diffusion model's own x0 estimate at timestep t) or an MPE network's folder.
@@ -90,7 +93,7 @@ impl Default for EquiRegPreset {
             reduction: "norm".into(),
             schedule: "constant".into(),
             cutoff: 100,
-            count: "timestep".into(),
+            count: "loop".into(),
             mpe: crate::default_models::MPE_SPEC.into(),
         }
     }
