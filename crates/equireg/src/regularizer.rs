@@ -14,7 +14,7 @@
 //!   loop index `idx`, which counts the respaced timesteps down from K-1 to 0. So at K = 100 and
 //!   freq 0.1 the penalty fires on loop steps 9, 19, ..., 99: never on the first step (pure
 //!   noise), always on the last. `count=loop` counts loop steps up from 0 instead: the task
-//!   presets' count (crate::task::EquiRegPreset), chosen on validation crops (docs/RESULTS.md);
+//!   presets' count ([`crate::task::EquiRegPreset`]), chosen on validation crops (docs/RESULTS.md);
 //!   `EquiRegConfig::default()` keeps the reference's.
 //!
 //! Per firing step, after the data term's VJP has written dL/dx0:
