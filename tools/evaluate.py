@@ -14,6 +14,8 @@ OUT/T/K/seed-S/chunk-J (the images in runs of --batch), skipping runs whose metr
 exists (so the script resumes), then writes the table: for each cell the mean over images and
 seeds, and +- the standard deviation over seeds of the per-seed mean, plus the paired
 DPS+EquiReg - DPS difference with its standard error. Needs only the Python standard library.
+A folder whose run used other EquiReg settings than asked (the task preset with --equireg on
+top, as `equireg tasks --json` resolves them) is refused, never mixed into the table.
 
 Choices (EquiReg settings, a retrained prior) are made on the validation crops of
 tools/make_validation_images.py, never on the evaluation photographs, e.g. a candidate prior
@@ -40,6 +42,7 @@ baseline rows differ in any bit: the baseline depends only on the measurement, s
 the two runs restored the same measurement.
 """
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -154,10 +157,20 @@ def run(args, task, steps, seed, chunk, folder):
     if ("dps+equireg" in ran) == args.dps_only:
         sys.exit(f"{out} holds a run {'with' if args.dps_only else 'without'} EquiReg; "
                  "use another --out for --dps-only runs")
-    # So would one whose EquiReg schedule counted steps the other way (see step_count).
-    if not args.dps_only and (count := step_count(doc)) != wanted_count(args):
-        sys.exit(f"{out} holds a run made with --equireg count={count}; pass "
-                 f"--equireg count={count} to tabulate it, or use another --out")
+    # So would one made with other EquiReg settings (another count, alpha, group, encoder).
+    if not args.dps_only:
+        wanted = equireg_settings(args.binary, task, args.equireg)
+        recorded = doc.get("equireg")
+        if recorded is None:
+            # Runs made before session 7 do not record their settings: the presets of the time,
+            # which counted loop steps (0 up); only the count can have changed since.
+            same = settings_value(wanted, "count") == "loop"
+        else:
+            same = recorded == wanted
+        if not same:
+            sys.exit(f"{out} holds a run made with EquiReg {recorded or 'count=loop'}, not {wanted} "
+                     "(the task preset with --equireg on top); pass --equireg to match it, or use "
+                     "another --out")
     return doc
 
 
@@ -170,18 +183,15 @@ def settings_value(settings, key):
     return None
 
 
-def step_count(doc):
-    """Which step the run's EquiReg schedule counted: metrics.json records the settings since
-    session 7; runs without that record were made when the engine counted loop steps (0 up)."""
-    if "equireg" not in doc:
-        return "loop"
-    return settings_value(doc["equireg"], "count")
-
-
-def wanted_count(args):
-    """The step count this invocation asks for: --equireg count=..., else the task presets'
-    default, `loop` (crates/equireg/src/task.rs)."""
-    return settings_value(args.equireg, "count") or "loop"
+@functools.cache
+def equireg_settings(binary, task, equireg):
+    """The EquiReg settings a run of `task` records in metrics.json: the task preset with
+    `equireg` on top, as the binary resolves them (`equireg tasks --json`)."""
+    cmd = [binary, "tasks", task, "--json"] + (["--equireg", equireg] if equireg else [])
+    done = subprocess.run(cmd, stdout=subprocess.PIPE)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed (a binary older than `equireg tasks`? cargo build --release)")
+    return json.loads(done.stdout)[0]["equireg"]
 
 
 def fmt(ms, digits):

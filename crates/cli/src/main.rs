@@ -5,6 +5,7 @@ mod devices;
 mod mpe_check_cmd;
 mod restore_cmd;
 mod sample_cmd;
+mod tasks_cmd;
 mod unet_cmd;
 
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ enum Command {
     Sample(sample_cmd::SampleArgs),
     /// One forward of the guided-diffusion UNet on .npy arrays (parity checks against PyTorch)
     Unet(unet_cmd::UnetArgs),
+    /// The task presets as restore runs them: operator, noise, DPS step size, EquiReg settings
+    Tasks(tasks_cmd::TasksArgs),
 }
 
 impl Cli {
@@ -81,6 +84,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::MpeCheck(a) => mpe_check_cmd::run(a, &cli.open_gpu()?),
         Command::Sample(a) => sample_cmd::run(a, &cli.open_gpu()?),
         Command::Unet(a) => unet_cmd::run(a, &cli.open_gpu()?),
+        Command::Tasks(a) => tasks_cmd::run(a),
     }
 }
 

@@ -197,6 +197,72 @@ fn unknown_adapter_is_an_error_with_the_install_hint() {
     );
 }
 
+/// `equireg tasks ARGS --json`, parsed.
+fn tasks_json(args: &[&str]) -> serde_json::Value {
+    let o = equireg()
+        .arg("tasks")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn tasks_shows_every_preset_as_restore_runs_it() {
+    let all = tasks_json(&[]);
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "sr4",
+            "gaussian-deblur",
+            "motion-deblur",
+            "box-inpaint",
+            "random-inpaint",
+            "phase-retrieval",
+            "hdr"
+        ]
+    );
+    // DPS's zeta scales with the step count: 0.3 x 1000 / 50; --set changes the task first.
+    let sr4 = tasks_json(&["sr4", "--steps", "50"]);
+    assert_eq!(sr4[0]["operator"]["kind"], "super_resolution");
+    assert!((sr4[0]["dps"]["zeta_used"].as_f64().unwrap() - 6.0).abs() < 1e-12);
+    let set = tasks_json(&["sr4", "--steps", "50", "--set", "dps.zeta=0.1"]);
+    assert!((set[0]["dps"]["zeta_used"].as_f64().unwrap() - 2.0).abs() < 1e-12);
+    // The presets count loop steps; --equireg applies on top, to every task listed.
+    for t in all.as_array().unwrap() {
+        assert!(
+            t["equireg"].as_str().unwrap().contains(",count=loop,"),
+            "{t}"
+        );
+    }
+    let ts = tasks_json(&["--equireg", "count=timestep"]);
+    for t in ts.as_array().unwrap() {
+        assert!(
+            t["equireg"].as_str().unwrap().contains(",count=timestep,"),
+            "{t}"
+        );
+    }
+    let text = equireg().arg("tasks").output().unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("phase-retrieval: Fourier phase retrieval"),
+        "{text}"
+    );
+    fails_with(&["tasks", "sr5"], "unknown task \"sr5\"");
+    fails_with(&["tasks", "--equireg", "count=up"], "count");
+    fails_with(&["tasks", "sr4", "--set", "noise.sigma=x"], "in `noise`");
+    fails_with(&["tasks", "--steps", "0"], "--steps must be at least 1");
+}
+
 /// A 32x32 PNG for restore runs (tiny32 needs sides divisible by 2).
 fn test_png(name: &str, h: u32, w: u32) -> PathBuf {
     let p = tmp(name);
@@ -259,6 +325,13 @@ fn restore_writes_results_metrics_and_a_grid() {
         "group=rot90,alpha=0.01,freq=0.5,form=equi,reduction=norm,schedule=constant,\
          count=loop,mpe=denoiser:50"
     );
+    // `equireg tasks` resolves the same settings without running anything (scripts use it).
+    let resolved = tasks_json(&[
+        "box-inpaint",
+        "--equireg",
+        "group=rot90,freq=0.5,mpe=denoiser:50",
+    ]);
+    assert_eq!(resolved[0]["equireg"], m["equireg"]);
     assert!(m["mean"]["dps"]["psnr"].as_f64().unwrap().is_finite());
     assert!(m["mean"]["dps+equireg"]["ssim"].as_f64().is_some());
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();

@@ -205,7 +205,10 @@ impl Task {
         }
         let task: Task = toml::Value::Table(doc)
             .try_into()
-            .map_err(|e: toml::de::Error| Error::invalid(e.message().to_string()))?;
+            // The full message names the table of the bad value ("in `noise`").
+            .map_err(|e: toml::de::Error| {
+                Error::invalid(e.to_string().trim().replace('\n', " "))
+            })?;
         task.validate()?;
         Ok(task)
     }
