@@ -101,7 +101,7 @@ pub struct RestoreArgs {
     crop: Option<String>,
     /// EquiReg settings on top of the task's [equireg] table, e.g.
     /// group=rot90,alpha=0.01,freq=0.1,form=equi,reduction=norm,schedule=constant,mpe=default
-    /// (mpe: default = the embedded encoder, denoiser[:T], or an MPE folder;
+    /// (mpe: default = the embedded encoder, denoiser or denoiser:T, or an MPE folder;
     /// count: loop = the schedule sees 0..K-1, so the first step fires (the presets);
     /// timestep = it sees DPS's index K-1..0 as the reference, so the last step fires)
     /// (EquiReg is on by default)
@@ -127,7 +127,7 @@ struct Variant {
 }
 
 impl Variant {
-    /// File-name suffix: restored_<suffix>.png when several variants run.
+    /// File-name suffix: `restored_<suffix>.png` when several variants run.
     fn suffix(&self) -> &'static str {
         if self.equireg.is_some() {
             "equireg"

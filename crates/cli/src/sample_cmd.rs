@@ -41,7 +41,7 @@ pub struct SampleArgs {
     /// Image side (default: the model's image_size)
     #[arg(long)]
     size: Option<usize>,
-    /// Output folder: sample_<k>.png and grid.png
+    /// Output folder: sample_{k}.png and grid.png
     #[arg(long)]
     out: PathBuf,
 }

@@ -78,7 +78,7 @@ pub struct EquiRegPreset {
     /// crops (never used for evaluation) it beat the reference's count, pooled over the six
     /// tasks, at 50 and 100 steps (docs/RESULTS.md, "The count chosen on the validation crops").
     pub count: String,
-    /// "default" (the embedded encoder of [`crate::default_models`]), "denoiser[:t]" (the
+    /// "default" (the embedded encoder of [`crate::default_models`]), "denoiser\[:t\]" (the
     /// diffusion model's own x0 estimate at timestep t) or an MPE network's folder.
     pub mpe: String,
 }

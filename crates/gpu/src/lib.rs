@@ -1,6 +1,6 @@
 //! equireg-gpu: the GPU runtime (device, tensors, planned memory, kernel registry, Recorder,
 //! timestamps, counters) and the verified WGSL kernel library, each op with a plain-Rust CPU
-//! reference in [`reference`].
+//! reference in [`mod@reference`].
 
 pub mod caps;
 pub mod context;

@@ -17,7 +17,7 @@ pub struct UNetConfig {
     pub model_channels: usize,
     pub channel_mult: Vec<usize>,
     pub num_res_blocks: usize,
-    /// Resolutions (at image_size) that get attention, e.g. [16] for ffhq_10m.pt.
+    /// Resolutions (at image_size) that get attention, e.g. `[16]` for ffhq_10m.pt.
     pub attention_resolutions: Vec<usize>,
     #[serde(default = "default_one")]
     pub num_heads: usize,

@@ -156,7 +156,7 @@ pub enum Node {
         out: ValueId,
     },
     /// out = op(a) op(b) per batch, op a transpose of the last two axes when asked. Operands
-    /// and out are viewed as [B, rows, cols] with B = shape[0], rows = shape[1] and cols = the
+    /// and out are viewed as [B, rows, cols] with B = `shape[0]`, rows = `shape[1]` and cols = the
     /// product of the rest, so [N, C, H, W] values take part as [N, C, H W].
     MatMul {
         a: ValueId,
@@ -288,7 +288,7 @@ impl Node {
     }
 }
 
-/// How [`Node::MatMul`] sees a value: [B, rows, cols] = [shape[0], shape[1], product of the
+/// How [`Node::MatMul`] sees a value: [B, rows, cols] = [`shape[0]`, `shape[1]`, product of the
 /// rest] (a rank-2 value is one batch of [rows, cols]).
 pub fn matmul_view(shape: &[usize]) -> [usize; 3] {
     match shape {

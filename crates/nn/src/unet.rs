@@ -437,7 +437,7 @@ impl std::ops::Deref for UNetRun {
 }
 
 impl UNetRun {
-    /// [N] timesteps as f32
+    /// `[N]` timesteps as f32
     pub fn timesteps(&self) -> &Tensor {
         self.model.tensor(self.t)
     }

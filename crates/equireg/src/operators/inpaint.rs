@@ -5,7 +5,7 @@
 //! - box: a hole of hole_h x hole_w whose top-left row is uniform in
 //!   [margin_h, H - margin_h - hole_h) and column in [margin_w, W - margin_w - hole_w)
 //!   (DPS at 256 x 256: hole 128, margin 16, so [16, 112));
-//! - random: a fraction p ~ U(drop[0], drop[1]), then exactly floor(H W p) distinct pixels
+//! - random: a fraction p ~ U(`drop[0]`, `drop[1]`), then exactly floor(H W p) distinct pixels
 //!   dropped, chosen uniformly without replacement (a partial Fisher-Yates shuffle).
 
 use equireg_gpu::ops::measurement::mul_mask;
@@ -62,8 +62,9 @@ impl Inpaint {
         Self::build(gpu, name, input, mask)
     }
 
-    /// Drops a random fraction p ~ U(drop[0], drop[1]) of the pixels (0 <= drop[0] <= drop[1]
-    /// <= 1): exactly floor(H W p) distinct pixels, uniformly without replacement.
+    /// Drops a random fraction p ~ U(`drop[0]`, `drop[1]`) of the pixels
+    /// (`0 <= drop[0] <= drop[1] <= 1`): exactly floor(H W p) distinct pixels, uniformly
+    /// without replacement.
     pub fn random(gpu: &Gpu, input: [usize; 4], drop: [f64; 2], seed: u64) -> Result<Inpaint> {
         let name = "random_inpainting";
         check_input_shape(name, input)?;

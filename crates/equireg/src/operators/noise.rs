@@ -6,7 +6,7 @@
 //! Draws, all keyed by the caller's seed:
 //! - Gaussian: element `i` adds `sigma * z_i` with `z` = [`rng::normal`]`(n, seed,`
 //!   [`GAUSSIAN_STREAM`]`, 0)`, the same numbers the GPU's `rng_normal` gives for that stream.
-//! - Poisson: element `i` runs its own [`PhiloxStream`] (`seed`, [`POISSON_STREAM`], `i`), so an
+//! - Poisson: element `i` runs its own `PhiloxStream` (`seed`, [`POISSON_STREAM`], `i`), so an
 //!   element's draw does not depend on how many uniforms the others consumed.
 
 use equireg_gpu::reference::rng::{self, philox4x32_10};

@@ -88,8 +88,8 @@ pub fn conv2d_out_shape(x: &[usize], w: &[usize], p: Conv2dParams) -> Result<[us
     Ok([n, co, (hp - kh) / s + 1, (wp - kw) / s + 1])
 }
 
-/// out = conv2d(x, w) (+ bias[co]) (+ residual), x [N, Ci, H, W], w [Co, Ci, Kh, Kw],
-/// bias [Co], residual and out [N, Co, Ho, Wo] (see [`conv2d_out_shape`]).
+/// out = conv2d(x, w) (+ `bias[co]`) (+ residual), x [N, Ci, H, W], w [Co, Ci, Kh, Kw],
+/// bias `[Co]`, residual and out [N, Co, Ho, Wo] (see [`conv2d_out_shape`]).
 pub fn conv2d(
     rec: &mut Recorder,
     x: &Tensor,

@@ -9,10 +9,10 @@
 //!   convolution of dy with the rotated weights, 16 channels x 8 x 16 pixels per subgroup),
 //!   `vjp_any` for the other sizes and strides (one dispatch per residue class of dx modulo the
 //!   stride, so that no multiply is spent on taps that miss);
-//! - both: 1x1 stride 1 without padding is the GEMM dx[n] = w^T dy[n] of [`super::matmul`].
+//! - both: 1x1 stride 1 without padding is the GEMM `dx[n] = w^T dy[n]` of [`super::matmul`].
 //!
 //! Long sums are split over several dispatches (the later ones add to dx) so that no invocation
-//! runs more than [`LOOP_BUDGET`] loop iterations: lavapipe silently ends loops after 65535
+//! runs more than `LOOP_BUDGET` loop iterations: lavapipe silently ends loops after 65535
 //! iterations in one invocation.
 
 use bytemuck::{Pod, Zeroable};

@@ -114,7 +114,7 @@ fn prepare(
     }))
 }
 
-/// out = GroupNorm(x) * gamma[c] + beta[c], then `* (1 + scale[n, c]) + shift[n, c]` when
+/// `out = GroupNorm(x) * gamma[c] + beta[c]`, then `* (1 + scale[n, c]) + shift[n, c]` when
 /// `scale_shift` ([N, 2C]: scale in the first C columns, shift in the last C) is given, then
 /// SiLU when `p.silu`. x is [N, C, ...] (e.g. [N, C, H, W] or [N, C, T]); statistics are over the
 /// C / groups channels of a group and all trailing positions, with the biased variance.

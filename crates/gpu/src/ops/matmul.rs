@@ -194,7 +194,7 @@ fn check_numel(op: &'static str, ts: &[(&str, &Tensor)]) -> Result<()> {
     Ok(())
 }
 
-/// out[b] = op(a[b]) * op(b[b]) where op transposes the last two axes when asked.
+/// `out[b] = op(a[b]) * op(b[b])` where op transposes the last two axes when asked.
 /// a is [B, M, K] ([B, K, M] if `trans_a`), b is [B, K, N] ([B, N, K] if `trans_b`); 2-D operands
 /// have B = 1, and an operand with batch 1 is shared by every batch of the other. out is
 /// [B, M, N], or [M, N] when B = 1.
@@ -280,7 +280,7 @@ pub fn matmul_with(
     record_gemm(rec, op, p, a, b, None, None, out, sg)
 }
 
-/// out = x w^T + bias with x [N, in], w [out, in] (PyTorch's layout), bias [out], out [N, out].
+/// out = x w^T + bias with x [N, in], w [out, in] (PyTorch's layout), bias `[out]`, out [N, out].
 pub fn linear(
     rec: &mut Recorder,
     x: &Tensor,

@@ -1,5 +1,5 @@
 //! Row reductions with a fixed reduction order: x is viewed as [rows, cols] with
-//! rows = x.shape()[0] (one value per sample of an NCHW tensor; reshape to [1, numel] for a
+//! rows = `x.shape()[0]` (one value per sample of an NCHW tensor; reshape to [1, numel] for a
 //! whole-tensor reduction). The same input gives the same bits on every run.
 //!
 //! Two stages: each row is cut into chunks of [`CHUNK`] elements, one workgroup per (row, chunk)
@@ -72,7 +72,7 @@ pub fn reduce_scratch(gpu: &Gpu, rows: usize, cols: usize) -> Result<Tensor> {
     gpu.alloc(&[reduce_scratch_len(rows, cols).max(1)], DType::F32)
 }
 
-/// out[r] = reduction of row r of x viewed as [rows, cols] (rows = x.shape()[0], cols = the
+/// `out[r]` = reduction of row r of x viewed as [rows, cols] (rows = `x.shape()[0]`, cols = the
 /// product of the other dimensions). `out` must have `rows` elements, `scratch` at least
 /// [`reduce_scratch_len`]`(rows, cols)`; neither may share memory with `x` or each other.
 /// Empty rows (cols = 0) reduce to 0; no rows (rows = 0) records nothing.

@@ -19,8 +19,8 @@ struct Params {
     _pad: u32,
 }
 
-/// out[n, :] = [cos(t[n] * freq), sin(t[n] * freq)] (cosines first) with half = dim / 2,
-/// freq[i] = exp(-ln(10000) * i / half), and a trailing zero column when dim is odd. t is [N]
+/// `out[n, :] = [cos(t[n] * freq), sin(t[n] * freq)]` (cosines first) with half = dim / 2,
+/// `freq[i] = exp(-ln(10000) * i / half)`, and a trailing zero column when dim is odd. t is `[N]`
 /// (float timesteps), out is [N, dim]. The argument is the f32 product t * freq, as in PyTorch.
 pub fn timestep_embedding(rec: &mut Recorder, t: &Tensor, out: &Tensor) -> Result<()> {
     let op = "timestep_embedding";

@@ -1,6 +1,6 @@
 //! CPU reference of conv2d: direct summation over the kernel window, f64 accumulation.
 
-/// x is [n, ci, h, w], w is [co, ci, kh, kw], bias [co], residual [n, co, ho, wo]; zero padding
+/// x is [n, ci, h, w], w is [co, ci, kh, kw], bias `[co]`, residual [n, co, ho, wo]; zero padding
 /// `pad` on every side, the same `stride` along both axes. Returns [n, co, ho, wo] (row-major) and
 /// the output shape.
 #[allow(clippy::too_many_arguments)]

@@ -4,7 +4,7 @@ fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
-/// x is [N, C, plane] flattened; gamma, beta are [C]; scale_shift is [N, 2C] (scale, then shift).
+/// x is [N, C, plane] flattened; gamma, beta are `[C]`; scale_shift is [N, 2C] (scale, then shift).
 #[allow(clippy::too_many_arguments)]
 pub fn group_norm(
     x: &[f32],

@@ -3,7 +3,7 @@
 /// A 2-D or 3-D operand as stored: (batch, rows, cols), row-major.
 pub type Dims = (usize, usize, usize);
 
-/// out[b] = op(a[b]) op(b[b]); op transposes the stored (rows, cols) when asked. An operand with
+/// `out[b] = op(a[b]) op(b[b])`; op transposes the stored (rows, cols) when asked. An operand with
 /// batch 1 is shared by every batch. Returns [batch, m, n] row-major.
 pub fn matmul(a: &[f32], ad: Dims, b: &[f32], bd: Dims, trans_a: bool, trans_b: bool) -> Vec<f32> {
     let (ba, ar, ac) = ad;
@@ -39,7 +39,7 @@ pub fn matmul(a: &[f32], ad: Dims, b: &[f32], bd: Dims, trans_a: bool, trans_b: 
     out
 }
 
-/// x [n, fin] times w [fout, fin] transposed, plus bias [fout]. Returns [n, fout].
+/// x [n, fin] times w [fout, fin] transposed, plus bias `[fout]`. Returns [n, fout].
 pub fn linear(
     x: &[f32],
     n: usize,

@@ -14,7 +14,7 @@ pub fn relu_vjp(x: &[f32], dy: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// out[p] = mean of x[p, :] (f64 sum).
+/// `out[p]` = mean of `x[p, :]` (f64 sum).
 pub fn global_avg_pool(x: &[f32], plane: usize) -> Vec<f32> {
     assert!(plane > 0 && x.len().is_multiple_of(plane));
     x.chunks_exact(plane)
@@ -22,7 +22,7 @@ pub fn global_avg_pool(x: &[f32], plane: usize) -> Vec<f32> {
         .collect()
 }
 
-/// dx[p, s] = dy[p] / plane.
+/// `dx[p, s] = dy[p] / plane`.
 pub fn global_avg_pool_vjp(dy: &[f32], plane: usize) -> Vec<f32> {
     dy.iter()
         .flat_map(|&d| std::iter::repeat_n((d as f64 / plane as f64) as f32, plane))

@@ -1,6 +1,6 @@
 //! CPU references of the sinusoidal timestep embedding.
 
-/// PyTorch's arithmetic: freq[i] = exp(x_i) with x_i = (f32(-ln 10000) * i) / half in f32, freq
+/// PyTorch's arithmetic: `freq[i] = exp(x_i)` with x_i = (f32(-ln 10000) * i) / half in f32, freq
 /// rounded to f32, the argument the f32 product t * freq; cos and sin of that argument in f64.
 pub fn timestep_embedding(t: &[f32], dim: usize) -> Vec<f32> {
     let half = dim / 2;
@@ -18,7 +18,7 @@ pub fn timestep_frequencies(dim: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The f32 arguments t[n] * freq[i] of [`timestep_embedding`], as [N, dim / 2].
+/// The f32 arguments `t[n] * freq[i]` of [`timestep_embedding`], as [N, dim / 2].
 pub fn timestep_arguments(t: &[f32], dim: usize) -> Vec<f32> {
     let freqs = timestep_frequencies(dim);
     t.iter()
