@@ -11,7 +11,7 @@ For every task, step count and seed it runs
     equireg restore --task T --input assets/images --batch B --compare --steps K --seed S
 (which writes the naive baseline, DPS and DPS+EquiReg from the same measurement and seed) into
 OUT/T/K/seed-S/chunk-J (the images in runs of --batch), skipping runs whose metrics.json
-exists (so the script resumes), then writes the table: for each cell the mean over images and
+exists (so the script resumes; --no-run only tabulates), then writes the table: for each cell the mean over images and
 seeds, and +- the standard deviation over seeds of the per-seed mean, plus the paired
 DPS+EquiReg - DPS difference with its standard error. Needs only the Python standard library.
 A folder whose run used other EquiReg settings than asked (the task preset with --equireg on
@@ -135,6 +135,8 @@ def run(args, task, steps, seed, chunk, folder):
     out = run_dir(args.out, task, steps, seed, chunk, restarts)
     metrics = os.path.join(out, "metrics.json")
     if not os.path.exists(metrics):
+        if args.no_run:
+            sys.exit(f"{metrics} is missing and --no-run starts no run")
         cmd = [args.binary, "restore", "--task", task, "--input", folder, "--batch", str(args.batch),
                "--steps", str(steps), "--seed", str(seed + 1000 * chunk), "--out", out]
         if not args.dps_from:
@@ -223,6 +225,9 @@ def main():
                     help="another --out folder holding the same runs made with other settings (another "
                          "prior, other --equireg): adds, per solver, the paired PSNR difference this "
                          "run - that one (same image, task, steps and seed)")
+    ap.add_argument("--no-run", action="store_true",
+                    help="tabulate the runs that exist; a missing one is an error, never started "
+                         "(retabulating without the CPU hours a forgotten seed would cost)")
     ap.add_argument("--dps-only", action="store_true",
                     help="run the naive baseline and DPS only (half the time), e.g. to compare priors")
     ap.add_argument("--dps-from", default=None, metavar="OUT",
