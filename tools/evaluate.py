@@ -11,8 +11,9 @@ For every task, step count and seed it runs
     equireg restore --task T --input assets/images --batch B --compare --steps K --seed S
 (which writes the naive baseline, DPS and DPS+EquiReg from the same measurement and seed) into
 OUT/T/K/seed-S/chunk-J (the images in runs of --batch), skipping runs whose metrics.json
-exists (so the script resumes; --no-run only tabulates), then writes the table: for each cell the mean over images and
-seeds, and +- the standard deviation over seeds of the per-seed mean, plus the paired
+exists (so the script resumes; --no-run only tabulates), then writes the table: for each
+cell the mean over images and seeds, and +- the standard deviation over seeds of the
+per-seed mean, plus the paired
 DPS+EquiReg - DPS difference with its standard error. Needs only the Python standard library.
 A folder whose run used other EquiReg settings than asked (the task preset with --equireg on
 top, as `equireg tasks --json` resolves them) is refused, never mixed into the table.
