@@ -13,8 +13,8 @@ For every task, step count and seed it runs
 OUT/T/K/seed-S/chunk-J (the images in runs of --batch), skipping runs whose metrics.json
 exists (so the script resumes; --no-run only tabulates), then writes the table: for each
 cell the mean over images and seeds, and +- the standard deviation over seeds of the
-per-seed mean, plus the paired
-DPS+EquiReg - DPS difference with its standard error. Needs only the Python standard library.
+per-seed mean, plus the paired DPS+EquiReg - DPS difference with its standard error. Needs
+only the Python standard library.
 A folder whose run used other EquiReg settings than asked (the task preset with --equireg on
 top, as `equireg tasks --json` resolves them) is refused, never mixed into the table.
 
