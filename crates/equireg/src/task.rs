@@ -199,7 +199,7 @@ impl Task {
     /// Parses TOML text and applies overrides.
     pub fn parse(text: &str, overrides: &[String]) -> Result<Task> {
         let mut doc: toml::Table =
-            toml::from_str(text).map_err(|e| Error::invalid(e.message().to_string()))?;
+            toml::from_str(text).map_err(|e| Error::invalid(syntax_error(text, &e)))?;
         for o in overrides {
             apply_override(&mut doc, o)?;
         }
@@ -405,9 +405,32 @@ fn apply_override(doc: &mut toml::Table, assignment: &str) -> Result<()> {
     Ok(())
 }
 
+/// A TOML syntax error as one line, "line L, column C: message". The crate's own Display is
+/// a multi-line source snippet, which does not fit an error that other messages wrap.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            // A span off a char boundary cannot come from the parser; fall back to the whole text.
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_syntax_error_names_its_line_and_column() {
+        let text = "name = \"t\"\n[operator]\nkind = \n";
+        let e = Task::parse(text, &[]).unwrap_err().to_string();
+        assert!(e.contains("line 3, column 8:"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
 
     #[test]
     fn every_preset_parses() {
