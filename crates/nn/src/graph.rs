@@ -871,6 +871,7 @@ impl PlannedGraph {
                         groups: *groups,
                         eps: *eps,
                         silu: *silu,
+                        width: None,
                     };
                     group_norm::group_norm(rec, t(x), p(gamma), p(beta), None, t(out), gp)?;
                 }
@@ -888,6 +889,7 @@ impl PlannedGraph {
                         groups: *groups,
                         eps: *eps,
                         silu: *silu,
+                        width: None,
                     };
                     group_norm::group_norm_vjp(
                         rec,

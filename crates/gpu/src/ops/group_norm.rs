@@ -1,5 +1,8 @@
 //! GroupNorm with the optional scale-shift and SiLU of guided-diffusion's ResBlocks, fused into
 //! one dispatch (one workgroup per sample and group), and its VJP with respect to x.
+//!
+//! Planes whose size is a multiple of 4 run the shader's vec4 entry points; the workgroup width
+//! is the adapter's (see [`GroupNormParams::width`]).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -9,8 +12,13 @@ use crate::kernels::{Bind, Kernel};
 use crate::recorder::Recorder;
 use crate::tensor::Tensor;
 
-/// Invocations per workgroup; a power of two (the shader reduces with a tree).
-const WG: u32 = 256;
+/// Invocations per workgroup on GPUs: a power of two (the shader reduces with a tree).
+const WG_GPU: u32 = 256;
+/// Invocations per workgroup on CPU adapters (lavapipe): there every barrier of the tree
+/// switches through all of the workgroup's subgroups and a wide workgroup hides no latency;
+/// measured on llvmpipe (photo64, batch 2, forward + VJP), 16 takes 95 ms of group norm where
+/// 256 took 254 (8 is no faster than 16).
+const WG_CPU: u32 = 16;
 
 #[derive(Clone, Copy, Debug)]
 pub struct GroupNormParams {
@@ -18,6 +26,10 @@ pub struct GroupNormParams {
     pub eps: f32,
     /// Apply y * sigmoid(y) after the normalisation (and the scale-shift, if any).
     pub silu: bool,
+    /// Invocations per workgroup, a power of two up to 256; None: the adapter's choice (16 on
+    /// CPU adapters, 256 on GPUs). The reduction order, and so the last bits of the result,
+    /// depend on it; tests set it to check every width on one adapter.
+    pub width: Option<u32>,
 }
 
 impl Default for GroupNormParams {
@@ -27,6 +39,7 @@ impl Default for GroupNormParams {
             groups: 32,
             eps: 1e-5,
             silu: false,
+            width: None,
         }
     }
 }
@@ -42,6 +55,50 @@ struct Params {
     silu: u32,
     total: u32,
     _pad: u32,
+}
+
+/// The kernel of one call: the entry point (`entries`: the scalar one and its vec4 twin, used
+/// when the plane size is a multiple of 4) and the workgroup width.
+fn kernel(
+    rec: &Recorder,
+    op: &'static str,
+    entries: (&'static str, &'static str),
+    params: &Params,
+    width: Option<u32>,
+) -> Result<(&'static str, u32)> {
+    let caps = rec.gpu().caps();
+    let vec4 = params.plane.is_multiple_of(4);
+    let wg = match width {
+        Some(w) => {
+            let max = caps
+                .limits
+                .max_compute_invocations_per_workgroup
+                .min(WG_GPU);
+            if !w.is_power_of_two() || w > max {
+                return Err(GpuError::shape(
+                    op,
+                    format!("workgroup width {w} must be a power of two up to {max}"),
+                ));
+            }
+            w
+        }
+        None if caps.device_type == "cpu" => {
+            // llvmpipe silently stops an invocation's loops after 65535 iterations in total,
+            // and the VJP makes four passes over the group: widen the workgroup for large
+            // groups so that each invocation's share stays at most 8192 loads per pass.
+            let units = if vec4 {
+                params.group_len / 4
+            } else {
+                params.group_len
+            };
+            units
+                .div_ceil(8192)
+                .next_power_of_two()
+                .clamp(WG_CPU, WG_GPU)
+        }
+        None => WG_GPU,
+    };
+    Ok((if vec4 { entries.1 } else { entries.0 }, wg))
 }
 
 /// Checks the shapes shared by the forward and the VJP and returns the kernel parameters, or
@@ -132,33 +189,28 @@ pub fn group_norm(
         return Ok(());
     };
     let groups = rec.gpu().grid(params.total);
-    let consts = [("WG", WG as f64)];
     let pb = bytemuck::bytes_of(&params);
-    match scale_shift {
-        None => rec.dispatch(
-            &Kernel::new("group_norm", "normalize").with(&consts),
-            &[
-                Bind::Params(pb),
-                Bind::Tensor(x),
-                Bind::Tensor(gamma),
-                Bind::Tensor(beta),
-                Bind::Tensor(out),
-            ],
-            groups,
-        ),
-        Some(ss) => rec.dispatch(
-            &Kernel::new("group_norm", "normalize_ss").with(&consts),
-            &[
-                Bind::Params(pb),
-                Bind::Tensor(x),
-                Bind::Tensor(gamma),
-                Bind::Tensor(beta),
-                Bind::Tensor(out),
-                Bind::Tensor(ss),
-            ],
-            groups,
-        ),
-    }
+    let mut binds = vec![
+        Bind::Params(pb),
+        Bind::Tensor(x),
+        Bind::Tensor(gamma),
+        Bind::Tensor(beta),
+        Bind::Tensor(out),
+    ];
+    let entries = match scale_shift {
+        None => ("normalize", "normalize4"),
+        Some(ss) => {
+            binds.push(Bind::Tensor(ss));
+            ("normalize_ss", "normalize_ss4")
+        }
+    };
+    let (entry, wg) = kernel(rec, op, entries, &params, p.width)?;
+    let consts = [("WG", wg as f64)];
+    rec.dispatch(
+        &Kernel::new("group_norm", entry).with(&consts),
+        &binds,
+        groups,
+    )
 }
 
 /// The VJP of [`group_norm`] with respect to x: dx = (d out / d x)^T dy, with gamma, beta and
@@ -191,7 +243,6 @@ pub fn group_norm_vjp(
         return Ok(());
     };
     let groups = rec.gpu().grid(params.total);
-    let consts = [("WG", WG as f64)];
     let pb = bytemuck::bytes_of(&params);
     let mut binds = vec![
         Bind::Params(pb),
@@ -201,13 +252,15 @@ pub fn group_norm_vjp(
         Bind::Tensor(dx),
         Bind::Tensor(dy),
     ];
-    let entry = match scale_shift {
-        None => "normalize_vjp",
+    let entries = match scale_shift {
+        None => ("normalize_vjp", "normalize_vjp4"),
         Some(ss) => {
             binds.push(Bind::Tensor(ss));
-            "normalize_ss_vjp"
+            ("normalize_ss_vjp", "normalize_ss_vjp4")
         }
     };
+    let (entry, wg) = kernel(rec, op, entries, &params, p.width)?;
+    let consts = [("WG", wg as f64)];
     rec.dispatch(
         &Kernel::new("group_norm", entry).with(&consts),
         &binds,

@@ -31,7 +31,17 @@ fn inputs(shape: &[usize], offset: f32, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f
     (x, gamma, beta, ss)
 }
 
+/// The workgroup widths every case runs with: the adapter's choice, the GPUs' 256 and a narrow
+/// one, so that each width's reduction tree is checked on whatever adapter runs the tests.
+const WIDTHS: [Option<u32>; 3] = [None, Some(256), Some(4)];
+
 fn run_case(case: &Case, seed: u64) {
+    for width in WIDTHS {
+        run_case_with(case, seed, width);
+    }
+}
+
+fn run_case_with(case: &Case, seed: u64, width: Option<u32>) {
     let g = gpu();
     let shape = &case.shape;
     let (n, c) = (shape[0], shape[1]);
@@ -45,6 +55,7 @@ fn run_case(case: &Case, seed: u64) {
     let p = GroupNormParams {
         groups: case.groups,
         silu: case.silu,
+        width,
         ..Default::default()
     };
     let mut r = rec();
@@ -72,7 +83,7 @@ fn run_case(case: &Case, seed: u64) {
         case.silu,
     );
     let what = format!(
-        "group_norm {shape:?} groups {} silu {} scale_shift {} offset {}",
+        "group_norm {shape:?} groups {} silu {} scale_shift {} offset {} width {width:?}",
         case.groups, case.silu, case.scale_shift, case.offset
     );
     assert_close(
@@ -106,6 +117,24 @@ fn matches_reference_plain_silu_and_scale_shift() {
             seed += 10;
         }
     }
+}
+
+#[test]
+fn vec4_planes_match_reference() {
+    // Planes of a multiple of 4 elements run the vec4 entry points (the UNet's feature maps).
+    let mut seed = 50;
+    for shape in [[2, 64, 8, 8], [2, 6, 4, 5], [3, 12, 4, 1]] {
+        let groups = if shape[1] == 64 {
+            32
+        } else {
+            shape[1] as u32 / 2
+        };
+        for (silu, ss) in [(false, false), (true, false), (false, true), (true, true)] {
+            run_case(&case(&shape, groups, silu, ss), seed);
+            seed += 10;
+        }
+    }
+    run_case(&case(&[2, 64, 36], 32, true, false), 190);
 }
 
 #[test]
@@ -195,6 +224,17 @@ fn bad_shapes_are_errors() {
     let small = g.alloc(&[2, 6, 4, 3], DType::F32).unwrap();
     let e = group_norm(&mut r, &x, &c6, &c6, None, &small, p(3)).unwrap_err();
     assert!(e.to_string().contains("out"), "{e}");
+    let dy = g.alloc(&[2, 6, 4, 4], DType::F32).unwrap();
+    for width in [3, 512, 0] {
+        let q = GroupNormParams {
+            width: Some(width),
+            ..p(3)
+        };
+        let e = group_norm(&mut r, &x, &c6, &c6, None, &out, q).unwrap_err();
+        assert!(e.to_string().contains("workgroup width"), "{e}");
+        let e = group_norm_vjp(&mut r, &x, &c6, &c6, None, &dy, &out, q).unwrap_err();
+        assert!(e.to_string().contains("workgroup width"), "{e}");
+    }
     assert!(r.is_empty());
 }
 
@@ -276,6 +316,12 @@ fn widen(v: &[f32]) -> Vec<f64> {
 /// relative for the GPU dx, and within 1e-6 of sum |dx_i u_i| for the reference dx (which
 /// checks the reference itself). With f the forward, <dy, J u> = <J^T dy, u> is also the dot-product test.
 fn run_vjp_case(case: &VjpCase, seed: u64) {
+    for width in WIDTHS {
+        run_vjp_case_with(case, seed, width);
+    }
+}
+
+fn run_vjp_case_with(case: &VjpCase, seed: u64, width: Option<u32>) {
     let g = gpu();
     let shape = &case.shape;
     let (n, c) = (shape[0], shape[1]);
@@ -288,6 +334,7 @@ fn run_vjp_case(case: &VjpCase, seed: u64) {
     let p = GroupNormParams {
         groups: case.groups,
         silu: case.silu,
+        width,
         ..Default::default()
     };
     let xt = g.upload(shape, &x).unwrap();
@@ -311,7 +358,7 @@ fn run_vjp_case(case: &VjpCase, seed: u64) {
     r.submit().unwrap();
     let got = g.download(&dxt).unwrap();
     let what = format!(
-        "group_norm_vjp {shape:?} groups {} silu {} scale_shift {} offset {}",
+        "group_norm_vjp {shape:?} groups {} silu {} scale_shift {} offset {} width {width:?}",
         case.groups, case.silu, case.scale_shift, case.offset
     );
     let want = cpu::group_norm_vjp(
@@ -384,6 +431,23 @@ fn vjp_matches_reference_and_finite_differences() {
             seed += 10;
         }
     }
+}
+
+#[test]
+fn vjp_on_vec4_planes() {
+    let mut seed = 1050;
+    for shape in [[2, 64, 8, 8], [2, 6, 4, 5], [3, 12, 4, 1]] {
+        let groups = if shape[1] == 64 {
+            32
+        } else {
+            shape[1] as u32 / 2
+        };
+        for (silu, ss) in [(false, false), (true, false), (false, true), (true, true)] {
+            run_vjp_case(&vjp_case(&shape, groups, silu, ss), seed);
+            seed += 10;
+        }
+    }
+    run_vjp_case(&vjp_case(&[2, 64, 36], 32, true, true), 1095);
 }
 
 #[test]
