@@ -4,6 +4,10 @@
 //
 // Bindings (group 0): 0 params, 1 a (read), 2 b (read), 3 out (read_write).
 // (split_channels, at the end, reuses bindings 0..2 for its own globals.)
+//
+// concat_channels4 and split_channels4 are the same copies over vec4s, for planes of a multiple
+// of 4 elements (every block and offset is then a whole number of vec4s; the params count
+// vec4s): one load per 4 floats, and one index computation.
 
 override WG: u32 = 256u;
 
@@ -35,6 +39,26 @@ fn concat_channels(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn concat_channels4(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= p.total) { return; }
+    let block = p.a_block + p.b_block;
+    let n = i / block;
+    let r = i % block;
+    if (r < p.a_block) {
+        out4[i] = a4[n * p.a_block + r];
+    } else {
+        out4[i] = b4[n * p.b_block + (r - p.a_block)];
+    }
+}
+
 // out = x[:, start:start + C] (the VJP of concat_channels for one of its inputs): each sample's
 // output block is the range [offset, offset + out_block) of its x block.
 // Bindings (group 0): 0 split params, 1 x (read), 2 out (read_write).
@@ -58,4 +82,17 @@ fn split_channels(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= sp.total) { return; }
     let n = i / sp.out_block;
     split_out[i] = x[n * sp.x_block + sp.offset + i % sp.out_block];
+}
+
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> split_out4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn split_channels4(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= sp.total) { return; }
+    let n = i / sp.out_block;
+    split_out4[i] = x4[n * sp.x_block + sp.offset + i % sp.out_block];
 }

@@ -38,14 +38,20 @@ pub fn concat_channels(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor)
     expect_shape(op, "out", out, &want)?;
     expect_disjoint(op, out, &[a, b])?;
     let inner: usize = sa[2..].iter().product();
+    // Planes of a multiple of 4 elements copy vec4s: every count below is then divisible by 4.
+    let (entry, unit) = if inner.is_multiple_of(4) {
+        ("concat_channels4", 4)
+    } else {
+        ("concat_channels", 1)
+    };
     let p = Params {
-        total: to_u32(op, "output element count", out.numel())?,
-        a_block: to_u32(op, "a block", sa[1] * inner)?,
-        b_block: to_u32(op, "b block", sb[1] * inner)?,
+        total: to_u32(op, "output element count", out.numel())? / unit,
+        a_block: to_u32(op, "a block", sa[1] * inner)? / unit,
+        b_block: to_u32(op, "b block", sb[1] * inner)? / unit,
         _pad: 0,
     };
     rec.dispatch(
-        &Kernel::new("concat", "concat_channels").with(&[("WG", WG as f64)]),
+        &Kernel::new("concat", entry).with(&[("WG", WG as f64)]),
         &[
             Bind::Params(bytemuck::bytes_of(&p)),
             Bind::Tensor(a),
@@ -93,17 +99,22 @@ pub fn split_channels(rec: &mut Recorder, x: &Tensor, start: u32, out: &Tensor) 
     expect_disjoint(op, out, &[x])?;
     let inner: usize = sx[2..].iter().product();
     to_u32(op, "x element count", x.numel())?;
+    let (entry, unit) = if inner.is_multiple_of(4) {
+        ("split_channels4", 4)
+    } else {
+        ("split_channels", 1)
+    };
     let p = SplitParams {
-        total: to_u32(op, "output element count", out.numel())?,
-        out_block: to_u32(op, "out block", so[1] * inner)?,
-        x_block: to_u32(op, "x block", sx[1] * inner)?,
-        offset: to_u32(op, "offset", start * inner)?,
+        total: to_u32(op, "output element count", out.numel())? / unit,
+        out_block: to_u32(op, "out block", so[1] * inner)? / unit,
+        x_block: to_u32(op, "x block", sx[1] * inner)? / unit,
+        offset: to_u32(op, "offset", start * inner)? / unit,
     };
     if p.total == 0 {
         return Ok(());
     }
     rec.dispatch(
-        &Kernel::new("concat", "split_channels").with(&[("WG", WG as f64)]),
+        &Kernel::new("concat", entry).with(&[("WG", WG as f64)]),
         &[
             Bind::Params(bytemuck::bytes_of(&p)),
             Bind::Tensor(x),

@@ -11,6 +11,10 @@ fn matches_reference_exactly() {
         (2usize, 64usize, 32usize, [13usize, 10usize], 1u64),
         (2, 3, 5, [7, 9], 2),
         (3, 1, 1, [1, 1], 3),
+        // Planes of a multiple of 4 elements: the vec4 kernel.
+        (2, 64, 32, [8, 8], 4),
+        (2, 3, 5, [4, 5], 5),
+        (3, 1, 1, [2, 2], 6),
     ] {
         let inner = hw[0] * hw[1];
         let a = random(n * ca * inner, seed);
@@ -75,6 +79,10 @@ fn split_matches_reference_exactly() {
         (2, 8, 3, 5, [7, 9], 12),
         (3, 5, 2, 1, [1, 1], 13),
         (2, 6, 0, 6, [3, 2], 14),
+        // Planes of a multiple of 4 elements: the vec4 kernel.
+        (2, 96, 64, 32, [8, 8], 15),
+        (2, 8, 3, 5, [4, 3], 16),
+        (3, 5, 2, 1, [2, 2], 17),
     ] {
         let inner = hw[0] * hw[1];
         let x = random(n * ctot * inner, seed);
@@ -92,6 +100,7 @@ fn split_is_the_transpose_of_concat() {
     for (n, ca, cb, hw, seed) in [
         (2usize, 64usize, 32usize, [13usize, 10usize], 20u64),
         (2, 3, 5, [7, 9], 21),
+        (2, 3, 5, [4, 5], 22),
     ] {
         let inner = hw[0] * hw[1];
         let a = random(n * ca * inner, seed);

@@ -73,6 +73,28 @@ fn binary_ops_match_reference() {
 }
 
 #[test]
+fn add_over_vec4s_matches_reference() {
+    // Element counts of a multiple of 4 take the vec4 kernel: 4, 8 * 1024 + 4 and a UNet map.
+    let g = gpu();
+    for (shape, seed) in [
+        ([1, 1, 2, 2], 4),
+        ([1, 1, 4, 2049], 5),
+        ([2, 32, 64, 64], 6),
+    ] {
+        let n: usize = shape.iter().product();
+        let a = random(n, seed);
+        let b = random(n, seed + 100);
+        let (at, bt) = (g.upload(&shape, &a).unwrap(), g.upload(&shape, &b).unwrap());
+        let out = g.alloc(&shape, equireg_gpu::DType::F32).unwrap();
+        let mut r = rec();
+        ew::add(&mut r, &at, &bt, &out).unwrap();
+        r.submit().unwrap();
+        let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        assert_eq!(g.download(&out).unwrap(), want, "add {shape:?}");
+    }
+}
+
+#[test]
 fn in_place_fill_and_channel_bias() {
     let g = gpu();
     let x = random(numel(), 4);

@@ -9,7 +9,13 @@ use crate::common::{assert_close, gpu, random, rec};
 #[test]
 fn upsample_matches_reference_exactly() {
     let g = gpu();
-    for (shape, seed) in [([2, 3, 13, 10], 1), ([2, 64, 7, 9], 2), ([1, 1, 1, 1], 3)] {
+    // Output widths of a multiple of 4 (20, 12) take the vec4 kernel, the others the scalar one.
+    for (shape, seed) in [
+        ([2, 3, 13, 10], 1),
+        ([2, 64, 7, 9], 2),
+        ([1, 1, 1, 1], 3),
+        ([2, 3, 5, 6], 7),
+    ] {
         let x = random(shape.iter().product(), seed);
         let xt = g.upload(&shape, &x).unwrap();
         let out_shape = [shape[0], shape[1], 2 * shape[2], 2 * shape[3]];
@@ -26,7 +32,14 @@ fn upsample_matches_reference_exactly() {
 fn avg_pool_matches_reference() {
     // Sum of four f32 values in f32 vs f64: atol 1e-6, rtol 1e-6.
     let g = gpu();
-    for (shape, seed) in [([2, 3, 14, 10], 4), ([2, 64, 8, 22], 5), ([1, 2, 2, 2], 6)] {
+    // Output widths of a multiple of 4 (4, 12) take the vec4 kernel, the others the scalar one.
+    for (shape, seed) in [
+        ([2, 3, 14, 10], 4),
+        ([2, 64, 8, 22], 5),
+        ([1, 2, 2, 2], 6),
+        ([2, 3, 6, 8], 8),
+        ([2, 5, 4, 24], 9),
+    ] {
         let x = random(shape.iter().product(), seed);
         let xt = g.upload(&shape, &x).unwrap();
         let out_shape = [shape[0], shape[1], shape[2] / 2, shape[3] / 2];
@@ -94,6 +107,7 @@ fn upsample_vjp_matches_reference_and_transposes_forward() {
         ([2, 3, 13, 10], 10),
         ([2, 64, 7, 9], 11),
         ([1, 1, 1, 1], 12),
+        ([2, 3, 6, 8], 13),
     ] {
         let [n, c, h, w] = shape;
         let big = [n, c, 2 * h, 2 * w];
@@ -119,6 +133,7 @@ fn avg_pool_vjp_matches_reference_and_transposes_forward() {
         ([2, 3, 14, 10], 20),
         ([2, 64, 8, 22], 21),
         ([1, 2, 2, 2], 22),
+        ([2, 3, 12, 16], 23),
     ] {
         let [n, c, h, w] = shape;
         let small = [n, c, h / 2, w / 2];
