@@ -3,7 +3,8 @@
 // channels (CompVis' AttnBlock) runs as matmul -> softmax -> matmul; this is the middle step.
 //
 // One workgroup per row: strided per-invocation partials, then a fixed-shape tree in workgroup
-// memory, so the result depends only on the shape and is bitwise repeatable. The max is
+// memory, so the result depends only on the shape and the width WG, and is bitwise repeatable.
+// The host picks WG per adapter (256 on GPUs, 16 on CPU adapters: ops::reduction_width). The max is
 // subtracted before exp so large logits cannot overflow.
 //
 // Binding layouts (group 0):

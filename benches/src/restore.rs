@@ -40,6 +40,10 @@ pub struct RestoreBench {
     /// ... and averaged over the run (firing steps / all steps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub equireg_percent_averaged: Option<f64>,
+    /// GPU ms per kernel entry point in the equireg section of a firing step, largest first
+    /// (f's forward and VJP on [x0; g x0], the transform, the error); empty without EquiReg or
+    /// timestamps inside passes.
+    pub equireg_ms_by_kernel: Vec<(String, f64)>,
     pub dispatches_per_step: f64,
     pub submits_per_step: f64,
     pub uploads_per_step: f64,
@@ -119,29 +123,39 @@ pub fn run(
     // the first where it does not. Steps before them are skipped on the CPU counter only (the
     // weights are synthetic: what the sample holds does not change the time).
     solver.begin(0, 0)?;
-    let profile_step = || -> equireg::Result<Vec<(String, f64)>> {
+    // (ms by section, ms by kernel within the equireg section)
+    type Profile = (Vec<(String, f64)>, Vec<(String, f64)>);
+    let profile_step = || -> equireg::Result<Profile> {
         gpu.set_profiling(true);
         let mut rec = gpu.recorder();
         let profiled = solver.record_step(&mut rec).and_then(|_| Ok(rec.submit()?));
         solver.advance_cpu_step();
         gpu.set_profiling(false);
-        let mut by: Vec<(String, f64)> = Vec::new();
+        let add = |into: &mut Vec<(String, f64)>, key: &str, ms: f64| match into
+            .iter_mut()
+            .find(|(s, _)| s == key)
+        {
+            Some((_, total)) => *total += ms,
+            None => into.push((key.to_string(), ms)),
+        };
+        let (mut by, mut kernels) = (Vec::new(), Vec::new());
         for d in profiled?.unwrap_or_default() {
-            match by.iter_mut().find(|(s, _)| s == d.section) {
-                Some((_, ms)) => *ms += d.ms,
-                None => by.push((d.section.to_string(), d.ms)),
+            add(&mut by, d.section, d.ms);
+            if d.section == "equireg" {
+                add(&mut kernels, &d.kernel, d.ms);
             }
         }
-        Ok(by)
+        kernels.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok((by, kernels))
     };
     let first_firing = (0..steps).find(|&k| fires(k));
     let first_plain = (0..steps).find(|&k| !fires(k));
-    let (mut by, mut plain) = (Vec::new(), Vec::new());
+    let (mut by, mut plain, mut equireg_ms_by_kernel) = (Vec::new(), Vec::new(), Vec::new());
     for k in 0..steps {
         if Some(k) == first_firing {
-            by = profile_step()?;
+            (by, equireg_ms_by_kernel) = profile_step()?;
         } else if Some(k) == first_plain {
-            plain = profile_step()?;
+            plain = profile_step()?.0;
         } else {
             solver.advance_cpu_step();
         }
@@ -198,6 +212,7 @@ pub fn run(
         gpu_ms_plain_step,
         equireg_percent_per_firing_step: per_firing,
         equireg_percent_averaged: averaged,
+        equireg_ms_by_kernel,
         dispatches_per_step: per(d.dispatches),
         submits_per_step: per(d.submits),
         uploads_per_step: per(d.uploads),

@@ -174,6 +174,12 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
                         100.0 * ms / total.max(1e-9)
                     );
                 }
+                if !b.equireg_ms_by_kernel.is_empty() {
+                    println!("GPU ms by kernel in the equireg section of a firing step:");
+                    for (k, ms) in &b.equireg_ms_by_kernel {
+                        println!("  {k:<40} {ms:>10.1}");
+                    }
+                }
             }
         }
         BenchWhat::Unet(u) => {

@@ -6,19 +6,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{expect_disjoint, expect_f32, expect_shape, to_u32};
+use super::{expect_disjoint, expect_f32, expect_shape, reduction_width, to_u32};
 use crate::error::{GpuError, Result};
 use crate::kernels::{Bind, Kernel};
 use crate::recorder::Recorder;
 use crate::tensor::Tensor;
-
-/// Invocations per workgroup on GPUs: a power of two (the shader reduces with a tree).
-const WG_GPU: u32 = 256;
-/// Invocations per workgroup on CPU adapters (lavapipe): there every barrier of the tree
-/// switches through all of the workgroup's subgroups and a wide workgroup hides no latency;
-/// measured on llvmpipe (photo64, batch 2, forward + VJP), 16 takes 95 ms of group norm where
-/// 256 took 254 (8 is no faster than 16).
-const WG_CPU: u32 = 16;
 
 #[derive(Clone, Copy, Debug)]
 pub struct GroupNormParams {
@@ -26,9 +18,10 @@ pub struct GroupNormParams {
     pub eps: f32,
     /// Apply y * sigmoid(y) after the normalisation (and the scale-shift, if any).
     pub silu: bool,
-    /// Invocations per workgroup, a power of two up to 256; None: the adapter's choice (16 on
-    /// CPU adapters, 256 on GPUs). The reduction order, and so the last bits of the result,
-    /// depend on it; tests set it to check every width on one adapter.
+    /// Invocations per workgroup, a power of two up to 256; None: the adapter's choice (256 on
+    /// GPUs, 16 on CPU adapters unless the group is very large; see `reduction_width`). The
+    /// reduction order, and so the last bits of the result, depend on it; tests set it to
+    /// check every width on one adapter.
     pub width: Option<u32>,
 }
 
@@ -66,38 +59,14 @@ fn kernel(
     params: &Params,
     width: Option<u32>,
 ) -> Result<(&'static str, u32)> {
-    let caps = rec.gpu().caps();
     let vec4 = params.plane.is_multiple_of(4);
-    let wg = match width {
-        Some(w) => {
-            let max = caps
-                .limits
-                .max_compute_invocations_per_workgroup
-                .min(WG_GPU);
-            if !w.is_power_of_two() || w > max {
-                return Err(GpuError::shape(
-                    op,
-                    format!("workgroup width {w} must be a power of two up to {max}"),
-                ));
-            }
-            w
-        }
-        None if caps.device_type == "cpu" => {
-            // llvmpipe silently stops an invocation's loops after 65535 iterations in total,
-            // and the VJP makes four passes over the group: widen the workgroup for large
-            // groups so that each invocation's share stays at most 8192 loads per pass.
-            let units = if vec4 {
-                params.group_len / 4
-            } else {
-                params.group_len
-            };
-            units
-                .div_ceil(8192)
-                .next_power_of_two()
-                .clamp(WG_CPU, WG_GPU)
-        }
-        None => WG_GPU,
+    let units = if vec4 {
+        params.group_len / 4
+    } else {
+        params.group_len
     };
+    // The VJP reads the group four times (mean, variance, the two gradient means, dx).
+    let wg = reduction_width(op, rec.gpu().caps(), units as usize, 4, width)?;
     Ok((if vec4 { entries.1 } else { entries.0 }, wg))
 }
 

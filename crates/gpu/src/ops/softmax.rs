@@ -5,14 +5,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{expect_disjoint, expect_f32, to_u32};
+use super::{REDUCTION_WIDTH_MAX, expect_disjoint, expect_f32, reduction_width, to_u32};
 use crate::error::{GpuError, Result};
 use crate::kernels::{Bind, Kernel};
 use crate::recorder::Recorder;
 use crate::tensor::Tensor;
-
-/// Invocations per row; a power of two (the shader reduces with a tree).
-const WG: u32 = 256;
 
 /// Most loop iterations one invocation may run (three passes over its share of a row), well
 /// below lavapipe's limit of 65535 per invocation.
@@ -51,12 +48,13 @@ fn prepare(op: &'static str, t: (&str, &Tensor), others: &[(&str, &Tensor)]) -> 
         }
     }
     to_u32(op, "element count", t.numel())?;
-    if cols.div_ceil(WG as usize) * 3 > LOOP_BUDGET {
+    let widest = REDUCTION_WIDTH_MAX as usize;
+    if cols.div_ceil(widest) * 3 > LOOP_BUDGET {
         return Err(GpuError::shape(
             op,
             format!(
                 "rows of {cols} elements are too long (at most {})",
-                LOOP_BUDGET / 3 * WG as usize
+                LOOP_BUDGET / 3 * widest
             ),
         ));
     }
@@ -79,16 +77,30 @@ fn check_scale(op: &'static str, scale: f32) -> Result<()> {
 /// out[.., j] = exp(scale x[.., j]) / sum_k exp(scale x[.., k]) along the last axis; x and out
 /// have the same shape (any rank >= 1).
 pub fn softmax_rows(rec: &mut Recorder, x: &Tensor, out: &Tensor, scale: f32) -> Result<()> {
+    softmax_rows_with_width(rec, x, out, scale, None)
+}
+
+/// [`softmax_rows`] with a chosen workgroup width (a power of two up to 256; None: the
+/// adapter's choice). The width sets the order of the row sums, so the last bits of the result;
+/// tests use it to check every width on one adapter.
+pub fn softmax_rows_with_width(
+    rec: &mut Recorder,
+    x: &Tensor,
+    out: &Tensor,
+    scale: f32,
+    width: Option<u32>,
+) -> Result<()> {
     let op = "softmax_rows";
     check_scale(op, scale)?;
     let mut p = prepare(op, ("x", x), &[("out", out)])?;
     expect_disjoint(op, out, &[x])?;
     p.scale = scale;
+    let wg = reduction_width(op, rec.gpu().caps(), p.cols as usize, 3, width)?;
     if p.rows == 0 {
         return Ok(());
     }
     rec.dispatch(
-        &Kernel::new("softmax", "softmax_rows").with(&[("WG", WG as f64)]),
+        &Kernel::new("softmax", "softmax_rows").with(&[("WG", wg as f64)]),
         &[
             Bind::Params(bytemuck::bytes_of(&p)),
             Bind::Tensor(x),
@@ -108,16 +120,29 @@ pub fn softmax_rows_vjp(
     dx: &Tensor,
     scale: f32,
 ) -> Result<()> {
+    softmax_rows_vjp_with_width(rec, y, dy, dx, scale, None)
+}
+
+/// [`softmax_rows_vjp`] with a chosen workgroup width, as [`softmax_rows_with_width`].
+pub fn softmax_rows_vjp_with_width(
+    rec: &mut Recorder,
+    y: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+    scale: f32,
+    width: Option<u32>,
+) -> Result<()> {
     let op = "softmax_rows_vjp";
     check_scale(op, scale)?;
     let mut p = prepare(op, ("y", y), &[("dy", dy), ("dx", dx)])?;
     expect_disjoint(op, dx, &[y, dy])?;
     p.scale = scale;
+    let wg = reduction_width(op, rec.gpu().caps(), p.cols as usize, 2, width)?;
     if p.rows == 0 {
         return Ok(());
     }
     rec.dispatch(
-        &Kernel::new("softmax", "softmax_rows_vjp").with(&[("WG", WG as f64)]),
+        &Kernel::new("softmax", "softmax_rows_vjp").with(&[("WG", wg as f64)]),
         &[
             Bind::Params(bytemuck::bytes_of(&p)),
             Bind::Tensor(y),

@@ -1,5 +1,7 @@
 use equireg_gpu::DType;
-use equireg_gpu::ops::softmax::{softmax_rows, softmax_rows_vjp};
+use equireg_gpu::ops::softmax::{
+    softmax_rows, softmax_rows_vjp, softmax_rows_vjp_with_width, softmax_rows_with_width,
+};
 use equireg_gpu::reference::softmax as cpu;
 
 use crate::common::{assert_close, gpu, random, rec};
@@ -15,23 +17,35 @@ const CASES: &[(&[usize], f32, f32)] = &[
     (&[2, 33], -2.0, 1.0),
 ];
 
+/// The workgroup widths the reference checks run with: the adapter's choice, the GPUs' 256 and
+/// a narrow one, so that each width's tree is checked on whatever adapter runs the tests.
+const WIDTHS: [Option<u32>; 3] = [None, Some(256), Some(4)];
+
 fn forward(x: &[f32], shape: &[usize], scale: f32) -> Vec<f32> {
+    forward_with(x, shape, scale, None)
+}
+
+fn forward_with(x: &[f32], shape: &[usize], scale: f32, width: Option<u32>) -> Vec<f32> {
     let g = gpu();
     let xt = g.upload(shape, x).unwrap();
     let out = g.alloc(shape, DType::F32).unwrap();
     let mut r = rec();
-    softmax_rows(&mut r, &xt, &out, scale).unwrap();
+    softmax_rows_with_width(&mut r, &xt, &out, scale, width).unwrap();
     r.submit().unwrap();
     g.download(&out).unwrap()
 }
 
 fn vjp(y: &[f32], dy: &[f32], shape: &[usize], scale: f32) -> Vec<f32> {
+    vjp_with(y, dy, shape, scale, None)
+}
+
+fn vjp_with(y: &[f32], dy: &[f32], shape: &[usize], scale: f32, width: Option<u32>) -> Vec<f32> {
     let g = gpu();
     let yt = g.upload(shape, y).unwrap();
     let dyt = g.upload(shape, dy).unwrap();
     let dx = g.alloc(shape, DType::F32).unwrap();
     let mut r = rec();
-    softmax_rows_vjp(&mut r, &yt, &dyt, &dx, scale).unwrap();
+    softmax_rows_vjp_with_width(&mut r, &yt, &dyt, &dx, scale, width).unwrap();
     r.submit().unwrap();
     g.download(&dx).unwrap()
 }
@@ -52,10 +66,13 @@ fn forward_matches_reference() {
     // Probabilities in [0, 1] from f32 exp and a 256-way tree sum: atol 1e-7, rtol 2e-5.
     for (i, &(shape, scale, amp)) in CASES.iter().enumerate() {
         let x = logits(shape, amp, 80 + i as u64);
-        let got = forward(&x, shape, scale);
         let want = cpu::softmax_rows(&x, *shape.last().unwrap(), scale);
-        assert_close(&got, &want, 1e-7, 2e-5, &format!("softmax {shape:?}"));
-        assert!(got.iter().all(|v| v.is_finite()));
+        for width in WIDTHS {
+            let got = forward_with(&x, shape, scale, width);
+            let what = format!("softmax {shape:?} width {width:?}");
+            assert_close(&got, &want, 1e-7, 2e-5, &what);
+            assert!(got.iter().all(|v| v.is_finite()));
+        }
     }
 }
 
@@ -67,10 +84,13 @@ fn vjp_matches_reference() {
         let x = logits(shape, amp, 90 + i as u64);
         let y = cpu::softmax_rows(&x, cols, scale);
         let dy = random(y.len(), 100 + i as u64);
-        let got = vjp(&y, &dy, shape, scale);
         let want = cpu::softmax_rows_vjp(&y, &dy, cols, scale);
         let atol = 1e-6 * scale.abs().max(1.0);
-        assert_close(&got, &want, atol, 1e-4, &format!("softmax vjp {shape:?}"));
+        for width in WIDTHS {
+            let got = vjp_with(&y, &dy, shape, scale, width);
+            let what = format!("softmax vjp {shape:?} width {width:?}");
+            assert_close(&got, &want, atol, 1e-4, &what);
+        }
     }
 }
 
@@ -100,6 +120,47 @@ fn vjp_agrees_with_finite_differences_and_the_dot_product_test() {
             "{shape:?}: <v, J u> by differences {fd}, <J^T v, u> {an}"
         );
     }
+}
+
+#[test]
+fn long_rows_match_reference() {
+    // 400 000 columns: at the CPU adapters' width of 16 one invocation would loop 75 000 times
+    // over three passes, past lavapipe's silent limit of 65 535, so the adapter's choice widens
+    // the workgroup there; every width must give the reference's result.
+    let shape = [2, 400_000];
+    let x = logits(&shape, 3.0, 150);
+    let want = cpu::softmax_rows(&x, 400_000, 0.5);
+    for width in [None, Some(256)] {
+        let got = forward_with(&x, &shape, 0.5, width);
+        assert_close(
+            &got,
+            &want,
+            1e-7,
+            2e-5,
+            &format!("softmax {shape:?} width {width:?}"),
+        );
+        let dy = random(x.len(), 151);
+        let got = vjp_with(&want, &dy, &shape, 0.5, width);
+        let want_dx = cpu::softmax_rows_vjp(&want, &dy, 400_000, 0.5);
+        assert_close(
+            &got,
+            &want_dx,
+            1e-6,
+            1e-4,
+            &format!("softmax vjp {shape:?} width {width:?}"),
+        );
+    }
+    // A width too narrow for the loop limit is refused, never run.
+    let g = gpu();
+    let (xt, out) = (
+        g.upload(&shape, &x).unwrap(),
+        g.alloc(&shape, DType::F32).unwrap(),
+    );
+    let e = softmax_rows_with_width(&mut rec(), &xt, &out, 0.5, Some(16)).unwrap_err();
+    assert!(
+        e.to_string().contains("need a workgroup of at least"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -133,5 +194,11 @@ fn bad_arguments_are_errors() {
     let long2 = g.alloc(&[1, 3_000_000], DType::F32).unwrap();
     let e = softmax_rows(&mut r, &long, &long2, 1.0).unwrap_err();
     assert!(e.to_string().contains("too long"), "{e}");
+    for width in [0, 3, 512] {
+        let e = softmax_rows_with_width(&mut r, &x, &out, 1.0, Some(width)).unwrap_err();
+        assert!(e.to_string().contains("workgroup width"), "{e}");
+        let e = softmax_rows_vjp_with_width(&mut r, &x, &x, &out, 1.0, Some(width)).unwrap_err();
+        assert!(e.to_string().contains("workgroup width"), "{e}");
+    }
     assert!(r.is_empty());
 }
