@@ -50,15 +50,17 @@ struct Params {
     _pad: u32,
 }
 
-/// The kernel of one call: the entry point (`entries`: the scalar one and its vec4 twin, used
-/// when the plane size is a multiple of 4) and the workgroup width.
-fn kernel(
-    rec: &Recorder,
+/// Dispatches one call: the entry point of `entries` (the scalar one and its vec4 twin, used
+/// when the plane size is a multiple of 4) at the adapter's workgroup width (or `width`), one
+/// workgroup per (sample, group).
+fn dispatch(
+    rec: &mut Recorder,
     op: &'static str,
     entries: (&'static str, &'static str),
     params: &Params,
     width: Option<u32>,
-) -> Result<(&'static str, u32)> {
+    binds: &[Bind],
+) -> Result<()> {
     let vec4 = params.plane.is_multiple_of(4);
     let units = if vec4 {
         params.group_len / 4
@@ -67,7 +69,15 @@ fn kernel(
     };
     // The VJP reads the group four times (mean, variance, the two gradient means, dx).
     let wg = reduction_width(op, rec.gpu().caps(), units as usize, 4, width)?;
-    Ok((if vec4 { entries.1 } else { entries.0 }, wg))
+    let entry = if vec4 { entries.1 } else { entries.0 };
+    let groups = rec.gpu().grid(params.total);
+    let mut all = vec![Bind::Params(bytemuck::bytes_of(params))];
+    all.extend_from_slice(binds);
+    rec.dispatch(
+        &Kernel::new("group_norm", entry).with(&[("WG", wg as f64)]),
+        &all,
+        groups,
+    )
 }
 
 /// Checks the shapes shared by the forward and the VJP and returns the kernel parameters, or
@@ -157,10 +167,7 @@ pub fn group_norm(
     let Some(params) = prepare(op, x, gamma, beta, scale_shift, None, ("out", out), p)? else {
         return Ok(());
     };
-    let groups = rec.gpu().grid(params.total);
-    let pb = bytemuck::bytes_of(&params);
     let mut binds = vec![
-        Bind::Params(pb),
         Bind::Tensor(x),
         Bind::Tensor(gamma),
         Bind::Tensor(beta),
@@ -173,13 +180,7 @@ pub fn group_norm(
             ("normalize_ss", "normalize_ss4")
         }
     };
-    let (entry, wg) = kernel(rec, op, entries, &params, p.width)?;
-    let consts = [("WG", wg as f64)];
-    rec.dispatch(
-        &Kernel::new("group_norm", entry).with(&consts),
-        &binds,
-        groups,
-    )
+    dispatch(rec, op, entries, &params, p.width, &binds)
 }
 
 /// The VJP of [`group_norm`] with respect to x: dx = (d out / d x)^T dy, with gamma, beta and
@@ -211,10 +212,7 @@ pub fn group_norm_vjp(
     else {
         return Ok(());
     };
-    let groups = rec.gpu().grid(params.total);
-    let pb = bytemuck::bytes_of(&params);
     let mut binds = vec![
-        Bind::Params(pb),
         Bind::Tensor(x),
         Bind::Tensor(gamma),
         Bind::Tensor(beta),
@@ -228,11 +226,5 @@ pub fn group_norm_vjp(
             ("normalize_ss_vjp", "normalize_ss_vjp4")
         }
     };
-    let (entry, wg) = kernel(rec, op, entries, &params, p.width)?;
-    let consts = [("WG", wg as f64)];
-    rec.dispatch(
-        &Kernel::new("group_norm", entry).with(&consts),
-        &binds,
-        groups,
-    )
+    dispatch(rec, op, entries, &params, p.width, &binds)
 }
