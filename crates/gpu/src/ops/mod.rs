@@ -84,6 +84,10 @@ pub(crate) fn to_u32(op: &'static str, what: &str, n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| GpuError::shape(op, format!("{what} = {n} does not fit in u32")))
 }
 
+/// Most loop iterations one invocation of a row-reduction kernel may run over all its passes,
+/// well below lavapipe's silent limit of 65535 per invocation.
+pub(crate) const LOOP_BUDGET: usize = 24_000;
+
 /// Widest workgroup of the one-workgroup-per-row reduction kernels (group norm, softmax): a
 /// power of two, the size of their workgroup-memory trees.
 pub(crate) const REDUCTION_WIDTH_MAX: u32 = 256;
@@ -105,7 +109,6 @@ pub(crate) fn reduction_width(
     requested: Option<u32>,
 ) -> Result<u32> {
     const CPU_WIDTH: u32 = 16;
-    const LOOP_BUDGET: usize = 24_000;
     let loads = units.saturating_mul(passes);
     let width = match requested {
         Some(w) => {

@@ -5,15 +5,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{REDUCTION_WIDTH_MAX, expect_disjoint, expect_f32, reduction_width, to_u32};
+use super::{
+    LOOP_BUDGET, REDUCTION_WIDTH_MAX, expect_disjoint, expect_f32, reduction_width, to_u32,
+};
 use crate::error::{GpuError, Result};
 use crate::kernels::{Bind, Kernel};
 use crate::recorder::Recorder;
 use crate::tensor::Tensor;
-
-/// Most loop iterations one invocation may run (three passes over its share of a row), well
-/// below lavapipe's limit of 65535 per invocation.
-const LOOP_BUDGET: usize = 24_000;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
