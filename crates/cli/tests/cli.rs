@@ -570,3 +570,53 @@ fn mpe_check_writes_a_table_and_a_histogram() {
         "expected LABEL=FOLDER",
     );
 }
+
+#[test]
+fn bench_restore_profiles_a_step_where_equireg_fires() {
+    // With the reference's count (DPS's timestep index, K-1 down to 0) and freq 0.1, 10 steps
+    // fire only on loop step 9, never on step 0: a profile of step 0 would show no regularizer
+    // (the bench printed "+-0.0 %" so), the bench must profile the firing step.
+    let o = equireg()
+        .args([
+            "bench",
+            "restore",
+            "--task",
+            "sr4",
+            "--preset",
+            "photo64",
+            "--size",
+            "16",
+            "--steps",
+            "10",
+            "--timed-steps",
+            "1",
+            "--equireg",
+            "mpe=default,count=timestep",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sections = v["gpu_ms_by_section"].as_array().unwrap();
+    assert!(
+        !sections.is_empty(),
+        "no GPU timings: the test adapter must have timestamps inside passes ({v})"
+    );
+    let per_firing = v["equireg_percent_per_firing_step"].as_f64().unwrap();
+    assert!(per_firing > 0.0, "{v}");
+    // One firing step in 10: the average is a tenth of the firing step's share.
+    let averaged = v["equireg_percent_averaged"].as_f64().unwrap();
+    assert!((averaged - per_firing / 10.0).abs() < 1e-9, "{v}");
+    assert!(
+        sections.iter().any(|s| s[0] == "equireg"),
+        "the profiled firing step has no equireg section: {v}"
+    );
+    let kernels = v["equireg_ms_by_kernel"].as_array().unwrap();
+    assert!(
+        kernels
+            .iter()
+            .any(|k| k[0].as_str().unwrap().starts_with("equivariance::")),
+        "{v}"
+    );
+}
