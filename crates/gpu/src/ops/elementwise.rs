@@ -63,9 +63,12 @@ fn unary(
     run(rec, op, p, &[Bind::Tensor(x), Bind::Tensor(out)])
 }
 
+/// `vec4`: the op's twin over vec4s, run instead when the element count is a multiple of 4.
+#[allow(clippy::too_many_arguments)]
 fn binary(
     rec: &mut Recorder,
     op: &'static str,
+    vec4: Option<&'static str>,
     a: &Tensor,
     b: &Tensor,
     out: &Tensor,
@@ -75,10 +78,17 @@ fn binary(
     same_len(op, a, out)?;
     same_len(op, b, out)?;
     expect_disjoint(op, out, &[a, b])?;
-    let p = params(op, a.numel(), alpha, beta)?;
+    let mut p = params(op, a.numel(), alpha, beta)?;
+    let entry = match vec4 {
+        Some(entry) if p.n.is_multiple_of(4) => {
+            p.n /= 4;
+            entry
+        }
+        _ => op,
+    };
     run(
         rec,
-        op,
+        entry,
         p,
         &[Bind::Tensor(a), Bind::Tensor(b), Bind::Tensor(out)],
     )
@@ -110,30 +120,12 @@ pub fn clamp(rec: &mut Recorder, x: &Tensor, out: &Tensor, lo: f32, hi: f32) -> 
 /// out = a + b. Element counts of a multiple of 4 run `add4` over vec4s (same bits, a quarter
 /// of the loads: the UNet's VJP accumulates its gradients with this).
 pub fn add(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
-    let op = "add";
-    same_len(op, a, out)?;
-    same_len(op, b, out)?;
-    expect_disjoint(op, out, &[a, b])?;
-    let n = a.numel();
-    let (entry, units) = if n.is_multiple_of(4) {
-        ("add4", n / 4)
-    } else {
-        ("add", n)
-    };
-    // Checked on the element count, so that the limit does not depend on the path.
-    to_u32(op, "element count", n)?;
-    let p = params(op, units, 0.0, 0.0)?;
-    run(
-        rec,
-        entry,
-        p,
-        &[Bind::Tensor(a), Bind::Tensor(b), Bind::Tensor(out)],
-    )
+    binary(rec, "add", Some("add4"), a, b, out, 0.0, 0.0)
 }
 
 /// out = a * b
 pub fn mul(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
-    binary(rec, "mul", a, b, out, 0.0, 0.0)
+    binary(rec, "mul", None, a, b, out, 0.0, 0.0)
 }
 
 /// out = alpha * a + beta * b
@@ -145,7 +137,7 @@ pub fn axpby(
     b: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
-    binary(rec, "axpby", a, b, out, alpha, beta)
+    binary(rec, "axpby", None, a, b, out, alpha, beta)
 }
 
 /// y = alpha * x + beta * y
