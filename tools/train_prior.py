@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from equireg_train.data import CropSampler  # noqa: E402
 from equireg_train.diffusion import Diffusion  # noqa: E402
+from equireg_train.fields import FieldSampler  # noqa: E402
 from equireg_train.export import log_progress, plot_losses, recent_loss, save_safetensors  # noqa: E402
 from equireg_train.unet import UNet  # noqa: E402
 
@@ -77,7 +78,7 @@ def export(ema, cfg, out, log_rows, meta):
     plot_losses([(r[0], r[1]) for r in log_rows], os.path.join(out, "loss.png"), "prior: hybrid loss")
     # The parity fixture: x_t, t and the network's float64 output, compared by the Rust tests.
     g = torch.Generator().manual_seed(7)
-    x = torch.randn(1, 3, 64, 64, generator=g, dtype=torch.float64)
+    x = torch.randn(1, cfg["in_channels"], 64, 64, generator=g, dtype=torch.float64)
     t = torch.tensor([250])
     ref = UNet(cfg).double()
     ref.load_state_dict({k: v.double() for k, v in ema.state_dict().items()})
@@ -90,6 +91,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default="data/corpus.npz")
     ap.add_argument("--preset", default="photo64", choices=sorted(PRESETS))
+    ap.add_argument("--fields", default=None,
+                    help="train on joint PDE fields [N, 2, 64, 64] (tools/pde_data.py) instead of the photo corpus")
+    ap.add_argument("--group", default="d4", help="--fields: augmentation group (d4, d4-sign, none)")
     ap.add_argument("--work", default="build/prior", help="checkpoint folder (resumed from)")
     ap.add_argument("--out", default="assets/models/prior")
     ap.add_argument("--steps", type=int, default=1_000_000, help="stop after this many optimizer steps")
@@ -106,7 +110,9 @@ def main():
     ap.add_argument("--check", action="store_true", help="compare the UNet with deepinv's blocks and exit")
     args = ap.parse_args()
 
-    cfg = PRESETS[args.preset]
+    cfg = dict(PRESETS[args.preset])
+    if args.fields:
+        cfg["in_channels"] = cfg["out_channels"] = 2
     if args.check:
         check_against_deepinv(cfg)
         return
@@ -127,7 +133,11 @@ def main():
         step, log_rows, seconds, phases = ck["step"], ck["log"], ck["seconds"], ck.get("phases", [])
         torch.set_rng_state(ck["rng"])
         print(f"resumed at step {step}")
-    sampler = CropSampler(args.corpus, size=cfg["image_size"], seed=args.seed + step, device=dev, patch=args.patch)
+    if args.fields:
+        sampler = FieldSampler(args.fields, group=args.group, seed=args.seed + step, device=dev)
+    else:
+        sampler = CropSampler(args.corpus, size=cfg["image_size"], seed=args.seed + step, device=dev,
+                              patch=args.patch)
     phase = dict(first_step=step + 1, patch=args.patch or cfg["image_size"], batch=args.batch, lr=args.lr,
                  device=str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev))
     phases.append(phase)
@@ -143,8 +153,15 @@ def main():
         os.replace(ckpt_path + ".tmp", ckpt_path)
         meta = dict(preset=args.preset, steps=step, ema=args.ema, phases=phases,
                     train_seconds=round(seconds), parameters=params,
-                    final_loss_mean_last_200=recent_loss(log_rows, 200), corpus=args.corpus)
+                    final_loss_mean_last_200=recent_loss(log_rows, 200),
+                    corpus=args.fields or args.corpus)
+        if args.fields:
+            meta["augmentation"] = args.group
         export(ema, cfg, args.out, log_rows, meta)
+        if args.fields:
+            # The field normalisation the engine needs to map samples to physical units.
+            with open(os.path.join(args.out, "field.json"), "w") as f:
+                json.dump(dict(sampler.normalisation(), data=args.fields, augmentation=args.group), f, indent=1)
 
     start = time.time()
     budget = args.minutes * 60 if args.minutes else float("inf")
