@@ -2,8 +2,9 @@
 //   clip_scale:     out = clamp(scale * x, -1, 1)                 (HDR: scale 2)
 //   clip_scale_vjp: dx = scale * dy where -1 <= scale * x <= 1, else 0. The bounds are inclusive,
 //                   as torch.clamp's gradient: a value exactly at a bound still passes.
-//   mul_mask:       out[n, c, h, w] = x[n, c, h, w] * mask[n?, h, w], the mask shared by the
-//                   channels (and by the batch when mask_stride is 0).
+//   mul_mask:       out[n, c, h, w] = x[n, c, h, w] * mask[n?, c?, h, w]: the mask shared by
+//                   the channels when mask_period is H * W, one per channel when it is C * H * W,
+//                   and shared by the batch when mask_stride is 0.
 //
 // Bindings (group 0):
 //   clip_scale:     0 params, 1 x (read), 2 out (read_write)
@@ -16,9 +17,9 @@ struct Params {
     n: u32,            // element count
     plane: u32,        // H * W
     sample: u32,       // C * H * W
-    mask_stride: u32,  // mask elements per sample: H * W, or 0 for one mask for the batch
+    mask_stride: u32,  // mask elements per sample: H * W or C * H * W, or 0 for one mask for the batch
     scale: f32,
-    _pad0: u32,
+    mask_period: u32,  // H * W (shared by the channels) or C * H * W (one per channel)
     _pad1: u32,
     _pad2: u32,
 }
@@ -60,7 +61,7 @@ fn mul_mask(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
     if (i < p.n) {
-        let m = mask[(i / p.sample) * p.mask_stride + i % p.plane];
+        let m = mask[(i / p.sample) * p.mask_stride + i % p.mask_period];
         mm_out[i] = x[i] * m;
     }
 }

@@ -52,3 +52,22 @@ pub fn mpe(gpu: &Gpu) -> Result<NetworkMpe> {
         label: "ldm_encoder (embedded default)".into(),
     })
 }
+
+const DARCY_CONFIG: &str = include_str!("../../../assets/models/darcy/config.json");
+const DARCY_WEIGHTS: &[u8] = include_bytes!("../../../assets/models/darcy/weights.safetensors");
+const DARCY_FIELD: &str = include_str!("../../../assets/models/darcy/field.json");
+
+/// The embedded Darcy-flow field prior (the `photo64` architecture with 2 channels, trained by
+/// `tools/train_prior.py --fields` on `tools/pde_data.py darcy` pairs with D4 augmentation).
+pub fn darcy_config() -> Result<UNetConfig> {
+    Ok(UNetConfig::from_json(DARCY_CONFIG)?)
+}
+
+pub fn darcy_weights() -> Result<Weights> {
+    Ok(Weights::from_safetensors(DARCY_WEIGHTS)?)
+}
+
+/// The Darcy prior's field normalisation (`field.json`).
+pub fn darcy_norm() -> Result<crate::pde::FieldNorm> {
+    crate::pde::FieldNorm::from_json(DARCY_FIELD, "the embedded Darcy prior's field.json")
+}

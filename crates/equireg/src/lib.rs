@@ -9,6 +9,7 @@ pub mod lpips;
 pub mod metrics;
 pub mod mpe;
 pub mod operators;
+pub mod pde;
 pub mod regularizer;
 pub mod restore;
 pub mod schedule;

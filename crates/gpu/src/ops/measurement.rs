@@ -19,7 +19,10 @@ struct Params {
     sample: u32,
     mask_stride: u32,
     scale: f32,
-    _pad: [u32; 3],
+    /// mul_mask: the mask's period within a sample (H * W for a mask shared by the channels,
+    /// C * H * W for one per channel).
+    mask_period: u32,
+    _pad: [u32; 2],
 }
 
 impl Params {
@@ -30,7 +33,8 @@ impl Params {
             sample: 1,
             mask_stride: 0,
             scale,
-            _pad: [0; 3],
+            mask_period: 1,
+            _pad: [0; 2],
         })
     }
 }
@@ -102,15 +106,20 @@ pub fn mul_mask(rec: &mut Recorder, x: &Tensor, mask: &Tensor, out: &Tensor) -> 
     expect_f32(op, "mask", mask)?;
     expect_f32(op, "out", out)?;
     let [n, c, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
-    let mask_stride = if mask.shape() == [h, w] {
-        0
+    let (mask_stride, mask_period) = if mask.shape() == [h, w] {
+        (0, h * w)
     } else if mask.shape() == [n, 1, h, w] {
-        h * w
+        (h * w, h * w)
+    } else if mask.shape() == [c, h, w] {
+        (0, c * h * w)
+    } else if mask.shape() == [n, c, h, w] {
+        (c * h * w, c * h * w)
     } else {
         return Err(GpuError::shape(
             op,
             format!(
-                "mask has shape {:?}, expected [{h}, {w}] or [{n}, 1, {h}, {w}] for x {:?}",
+                "mask has shape {:?}, expected [{h}, {w}], [{n}, 1, {h}, {w}], [{c}, {h}, {w}] \
+                 or [{n}, {c}, {h}, {w}] for x {:?}",
                 mask.shape(),
                 x.shape()
             ),
@@ -122,5 +131,6 @@ pub fn mul_mask(rec: &mut Recorder, x: &Tensor, mask: &Tensor, out: &Tensor) -> 
     p.plane = to_u32(op, "plane size", (h * w).max(1))?;
     p.sample = to_u32(op, "sample size", (c * h * w).max(1))?;
     p.mask_stride = mask_stride as u32;
+    p.mask_period = mask_period as u32;
     run(rec, "mul_mask", p, &[x, mask, out])
 }

@@ -37,3 +37,34 @@ pub fn mul_mask(x: &[f32], shape: [usize; 4], mask: &[f32]) -> Vec<f32> {
         .map(|(i, &v)| v * mask[i / (c * plane) * stride + i % plane])
         .collect()
 }
+
+/// `mul_mask` with the mask's shape given: `[H, W]`, `[N, 1, H, W]` (shared by the channels),
+/// `[C, H, W]` or `[N, C, H, W]` (one mask per channel), as the GPU kernel accepts.
+pub fn mul_mask_shaped(
+    x: &[f32],
+    shape: [usize; 4],
+    mask: &[f32],
+    mask_shape: &[usize],
+) -> Vec<f32> {
+    let [n, c, h, w] = shape;
+    let plane = h * w;
+    let sample = c * plane;
+    assert_eq!(x.len(), n * sample);
+    assert_eq!(
+        mask.len(),
+        mask_shape.iter().product::<usize>(),
+        "mask length"
+    );
+    // (mask elements per sample, the mask's period within a sample)
+    let (stride, period) = match mask_shape {
+        [mh, mw] if [*mh, *mw] == [h, w] => (0, plane),
+        [mn, 1, mh, mw] if [*mn, *mh, *mw] == [n, h, w] => (plane, plane),
+        [mc, mh, mw] if [*mc, *mh, *mw] == [c, h, w] => (0, sample),
+        [mn, mc, mh, mw] if [*mn, *mc, *mh, *mw] == [n, c, h, w] => (sample, sample),
+        other => panic!("mask shape {other:?} for x {shape:?}"),
+    };
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| v * mask[i / sample * stride + i % period])
+        .collect()
+}

@@ -141,6 +141,44 @@ fn mul_mask_broadcasts_over_channels_and_batch() {
 }
 
 #[test]
+fn mul_mask_per_channel_masks() {
+    let g = gpu();
+    let [n, c, h, w] = SHAPE;
+    let x = random(numel(), 14);
+    let xt = g.upload(&SHAPE, &x).unwrap();
+    let out = g.alloc(&SHAPE, DType::F32).unwrap();
+    let per_channel = random(c * h * w, 15);
+    let per_item = random(n * c * h * w, 16);
+    let shared = random(h * w, 17);
+    let per_sample = random(n * h * w, 18);
+    let cases = [
+        (&per_channel, vec![c, h, w]),
+        (&per_item, vec![n, c, h, w]),
+        (&shared, vec![h, w]),
+        (&per_sample, vec![n, 1, h, w]),
+    ];
+    for (mask, mask_shape) in cases {
+        let mt = g.upload(&mask_shape, mask).unwrap();
+        let mut r = rec();
+        mul_mask(&mut r, &xt, &mt, &out).unwrap();
+        r.submit().unwrap();
+        let got = g.download(&out).unwrap();
+        let want = cpu::mul_mask_shaped(&x, SHAPE, mask, &mask_shape);
+        assert_eq!(got, want, "mask {mask_shape:?}");
+        // Independent spot check of the indexing: sample 1, channel 2, pixel (3, 4).
+        let (s, ch, p) = (1, 2, 3 * w + 4);
+        let mi = match mask_shape.len() {
+            2 => p,
+            3 => ch * h * w + p,
+            _ if mask_shape[1] == 1 => s * h * w + p,
+            _ => (s * c + ch) * h * w + p,
+        };
+        let xi = (s * c + ch) * h * w + p;
+        assert_eq!(got[xi], x[xi] * mask[mi], "mask {mask_shape:?}");
+    }
+}
+
+#[test]
 fn bad_shapes_are_errors() {
     let g = gpu();
     let mut r = rec();
@@ -158,8 +196,11 @@ fn bad_shapes_are_errors() {
     let mask = g.alloc(&[17, 22], DType::F32).unwrap();
     let e = mul_mask(&mut r, &x, &mask, &out).unwrap_err();
     assert!(e.to_string().contains("mask"), "{e}");
-    let mask3 = g.alloc(&[2, 3, 17, 23], DType::F32).unwrap();
+    let mask3 = g.alloc(&[2, 2, 17, 23], DType::F32).unwrap();
     let e = mul_mask(&mut r, &x, &mask3, &out).unwrap_err();
+    assert!(e.to_string().contains("mask"), "{e}");
+    let mask_c = g.alloc(&[2, 17, 23], DType::F32).unwrap();
+    let e = mul_mask(&mut r, &x, &mask_c, &out).unwrap_err();
     assert!(e.to_string().contains("mask"), "{e}");
     assert!(r.is_empty());
 }

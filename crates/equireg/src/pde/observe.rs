@@ -1,0 +1,158 @@
+//! Point observations of chosen channels: `y = M * x` with a 0/1 mask `M [N, 2, H, W]` holding
+//! exactly `points` observed pixels in each observed channel of each case (none in the others).
+//! Linear and self-adjoint: the VJP is `M * dy`.
+//!
+//! The points of case `k` (item `first_item + k` of the input file) and channel `c` are drawn
+//! uniformly without replacement (a partial Fisher-Yates shuffle) from the Philox stream
+//! ([`POINT_STREAM`], sub-stream `c`) keyed by `item_seed(seed, item)`: a case's points do not
+//! depend on the batch it runs in, and the two channels' points are independent draws.
+
+use equireg_gpu::ops::measurement::mul_mask;
+use equireg_gpu::reference::measurement as reference;
+use equireg_gpu::{Gpu, Recorder, Tensor};
+
+use super::Observe;
+use crate::operators::Operator;
+use crate::operators::noise::PhiloxStream;
+use crate::restore::item_seed;
+use crate::{Error, Result};
+
+/// Philox stream of the observed points.
+pub const POINT_STREAM: u32 = 0x7064_6570;
+
+pub struct PointObservation {
+    input: [usize; 4],
+    mask: Vec<f32>,
+    mask_gpu: Tensor,
+}
+
+impl PointObservation {
+    /// `points` observed pixels in each channel `observe` names, for the cases
+    /// `first_item..first_item + N` of a run seeded `seed`.
+    pub fn new(
+        gpu: &Gpu,
+        input: [usize; 4],
+        observe: Observe,
+        points: usize,
+        seed: u64,
+        first_item: u64,
+    ) -> Result<PointObservation> {
+        let [n, c, h, w] = input;
+        if c != 2 {
+            return Err(Error::invalid(format!(
+                "point observations need 2-channel fields, got {c} channels"
+            )));
+        }
+        let plane = h * w;
+        if points == 0 || points > plane {
+            return Err(Error::invalid(format!(
+                "--points {points}: must be between 1 and the {h}x{w} grid's {plane} pixels"
+            )));
+        }
+        let mut mask = vec![0f32; n * c * plane];
+        for k in 0..n {
+            let key = item_seed(seed, first_item + k as u64);
+            for (ch, observed) in observe.channels().into_iter().enumerate() {
+                if !observed {
+                    continue;
+                }
+                let mut s = PhiloxStream::new(key, POINT_STREAM, ch as u32);
+                let mut order: Vec<usize> = (0..plane).collect();
+                let m = &mut mask[(k * c + ch) * plane..(k * c + ch + 1) * plane];
+                for i in 0..points {
+                    let j = i + s.below((plane - i) as u64) as usize;
+                    order.swap(i, j);
+                    m[order[i]] = 1.0;
+                }
+            }
+        }
+        let mask_gpu = gpu.upload(&input, &mask)?;
+        Ok(PointObservation {
+            input,
+            mask,
+            mask_gpu,
+        })
+    }
+
+    /// The mask `[N, 2, H, W]`: 1 at an observed point, 0 elsewhere.
+    pub fn mask(&self) -> &[f32] {
+        &self.mask
+    }
+}
+
+fn expect(name: &str, t: &Tensor, shape: &[usize; 4]) -> Result<()> {
+    if t.shape() != shape.as_slice() {
+        return Err(Error::invalid(format!(
+            "point_observation: {name} has shape {:?}, expected {shape:?}",
+            t.shape()
+        )));
+    }
+    Ok(())
+}
+
+impl Operator for PointObservation {
+    fn name(&self) -> &str {
+        "point_observation"
+    }
+
+    fn input_shape(&self) -> [usize; 4] {
+        self.input
+    }
+
+    fn output_shape(&self) -> Vec<usize> {
+        self.input.to_vec()
+    }
+
+    fn is_linear(&self) -> bool {
+        true
+    }
+
+    fn record_forward(&self, rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
+        expect("x", x, &self.input)?;
+        expect("out", out, &self.input)?;
+        Ok(mul_mask(rec, x, &self.mask_gpu, out)?)
+    }
+
+    fn record_vjp(&self, rec: &mut Recorder, _x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<()> {
+        expect("dy", dy, &self.input)?;
+        expect("dx", dx, &self.input)?;
+        Ok(mul_mask(rec, dy, &self.mask_gpu, dx)?)
+    }
+
+    fn forward_cpu(&self, x: &[f32]) -> Vec<f32> {
+        reference::mul_mask_shaped(x, self.input, &self.mask, &self.input)
+    }
+
+    fn vjp_cpu(&self, _x: &[f32], dy: &[f32]) -> Vec<f32> {
+        reference::mul_mask_shaped(dy, self.input, &self.mask, &self.input)
+    }
+
+    /// Each channel's unobserved pixels filled with the mean of its observed ones (0, the
+    /// training mean in the model's range, for an unobserved channel).
+    fn naive_estimate(&self, y: &[f32]) -> Vec<f32> {
+        let plane = self.input[2] * self.input[3];
+        let mut out = y.to_vec();
+        for (chunk, m) in out.chunks_mut(plane).zip(self.mask.chunks(plane)) {
+            let (sum, count) = chunk
+                .iter()
+                .zip(m)
+                .filter(|(_, m)| **m > 0.5)
+                .fold((0f64, 0usize), |(s, k), (v, _)| (s + *v as f64, k + 1));
+            let mean = if count > 0 { sum / count as f64 } else { 0.0 } as f32;
+            for (v, m) in chunk.iter_mut().zip(m) {
+                if *m <= 0.5 {
+                    *v = mean;
+                }
+            }
+        }
+        out
+    }
+
+    fn measurement_picture(&self, _y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {
+        None
+    }
+
+    fn parameters(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+        vec![("observed", self.input.to_vec(), self.mask.clone())]
+    }
+}
