@@ -3,6 +3,7 @@
 mod bench;
 mod devices;
 mod mpe_check_cmd;
+mod pde_cmd;
 mod restore_cmd;
 mod sample_cmd;
 mod tasks_cmd;
@@ -45,6 +46,8 @@ enum Command {
     /// Is an MPE function manifold-preferential on your images? Its equivariance error on clean
     /// images against noised and blurred copies (table, JSON, histogram)
     MpeCheck(mpe_check_cmd::MpeCheckArgs),
+    /// Reconstruct joint PDE fields (coefficient, solution) from random point observations
+    Pde(pde_cmd::PdeArgs),
     /// Draw unconditional samples from a diffusion model (a sanity check of any checkpoint)
     Sample(sample_cmd::SampleArgs),
     /// One forward of the guided-diffusion UNet on .npy arrays (parity checks against PyTorch)
@@ -82,6 +85,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a, &cli.open_gpu()?),
         Command::Restore(a) => restore_cmd::run(a, &cli.open_gpu()?),
         Command::MpeCheck(a) => mpe_check_cmd::run(a, &cli.open_gpu()?),
+        Command::Pde(a) => pde_cmd::run(a, &cli.open_gpu()?),
         Command::Sample(a) => sample_cmd::run(a, &cli.open_gpu()?),
         Command::Unet(a) => unet_cmd::run(a, &cli.open_gpu()?),
         Command::Tasks(a) => tasks_cmd::run(a),
