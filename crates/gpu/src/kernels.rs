@@ -54,6 +54,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../../shaders/measurement.wgsl"),
     ),
     ("pad", include_str!("../../../shaders/pad.wgsl")),
+    (
+        "pde_residual",
+        include_str!("../../../shaders/pde_residual.wgsl"),
+    ),
     ("reduce", include_str!("../../../shaders/reduce.wgsl")),
     ("relu", include_str!("../../../shaders/relu.wgsl")),
     ("resample", include_str!("../../../shaders/resample.wgsl")),

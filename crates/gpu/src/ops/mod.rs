@@ -15,6 +15,7 @@ pub mod group_norm;
 pub mod matmul;
 pub mod measurement;
 pub mod pad;
+pub mod pde_residual;
 pub mod reduce;
 pub mod relu;
 pub mod resample;

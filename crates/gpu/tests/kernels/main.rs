@@ -17,6 +17,7 @@ mod group_norm;
 mod matmul;
 mod measurement;
 mod pad;
+mod pde_residual;
 mod plan;
 mod reduce;
 mod relu;
