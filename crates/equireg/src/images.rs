@@ -76,37 +76,105 @@ impl RgbImage {
     }
 }
 
+/// The largest image side accepted from a file, a `--resize` or a `--crop`.
+pub const MAX_SIDE: usize = 16384;
+/// The most pixels accepted in one image (8192 x 8192): its f32 planes take 768 MiB on the
+/// host, beyond what any model of this engine restores in one piece.
+pub const MAX_PIXELS: usize = 1 << 26;
+
+/// An error unless `h x w` is a size this engine can hold (see [`MAX_SIDE`], [`MAX_PIXELS`]);
+/// `what` names where the size came from.
+pub fn check_size(what: &str, h: usize, w: usize) -> Result<()> {
+    if h == 0 || w == 0 {
+        return Err(Error::invalid(format!(
+            "{what} {h}x{w}: height and width must be at least 1"
+        )));
+    }
+    if h > MAX_SIDE || w > MAX_SIDE || h.saturating_mul(w) > MAX_PIXELS {
+        return Err(Error::invalid(format!(
+            "{what} {h}x{w} is too large: at most {MAX_SIDE} pixels a side and {MAX_PIXELS} \
+             pixels in all"
+        )));
+    }
+    Ok(())
+}
+
 /// Reads a PNG or JPEG file (8 or 16 bits per channel) as RGB in [0, 1]: an alpha channel is
 /// dropped (not composited), gray is copied to the three channels. The format is taken from the
 /// file's content, not its name. An 8-bit value `v` becomes `f32(v / 255)` (rounded once from
-/// f64, as numpy's `(u8 / 255).astype(float32)`), a 16-bit one `f32(v / 65535)`.
+/// f64, as numpy's `(u8 / 255).astype(float32)`), a 16-bit one `f32(v / 65535)`. Only a regular
+/// file is read; a truncated or corrupt file is an error (see [`decode_rgb`]).
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| Error::io(path, format!("cannot open the image: {e}")))?
+    let bytes = equireg_nn::io::read_file(path).map_err(Error::Invalid)?;
+    decode_rgb(&bytes).map_err(|e| match e {
+        Error::Invalid(m) => Error::io(path, m),
+        other => other,
+    })
+}
+
+/// Decodes the bytes of a PNG or JPEG file as [`load_rgb`] does. The whole image must decode:
+/// a JPEG is first decoded in the decoder's strict mode, which refuses a premature end of data
+/// or a corrupt entropy-coded segment (the lenient decoder fills the missing blocks with gray);
+/// a PNG decoder already refuses truncated data. Sizes beyond [`MAX_SIDE`] or [`MAX_PIXELS`] are
+/// refused from the header, before the pixels are allocated.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::io(path, format!("cannot read the image: {e}")))?;
+        .map_err(|e| Error::invalid(format!("cannot read the image: {e}")))?;
     match reader.format() {
-        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
+        Some(image::ImageFormat::Png) => {}
+        Some(image::ImageFormat::Jpeg) => check_jpeg_strict(bytes)?,
         Some(other) => {
-            return Err(Error::io(
-                path,
-                format!("{other:?} images are not supported; use PNG or JPEG"),
-            ));
+            return Err(Error::invalid(format!(
+                "{other:?} images are not supported; use PNG or JPEG"
+            )));
         }
         None => {
-            return Err(Error::io(
-                path,
+            return Err(Error::invalid(
                 "not a PNG or JPEG image (unrecognised content)",
             ));
         }
     }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE as u32);
+    limits.max_image_height = Some(MAX_SIDE as u32);
+    reader.limits(limits.clone());
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| Error::invalid(format!("cannot decode the image (corrupt?): {e}")))?;
+    check_size("the image", h as usize, w as usize)?;
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::invalid(format!("cannot read the image: {e}")))?;
+    reader.limits(limits);
     let dynimg = reader
         .decode()
-        .map_err(|e| Error::io(path, format!("cannot decode the image (corrupt?): {e}")))?;
-    from_dynamic(&dynimg).map_err(|e| match e {
-        Error::Invalid(m) => Error::io(path, m),
-        other => other,
-    })
+        .map_err(|e| Error::invalid(format!("cannot decode the image (corrupt?): {e}")))?;
+    from_dynamic(&dynimg)
+}
+
+/// Decodes a JPEG in strict mode, only to find out whether every block of it is there.
+fn check_jpeg_strict(bytes: &[u8]) -> Result<()> {
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(MAX_SIDE)
+        .set_max_height(MAX_SIDE);
+    let mut d = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::invalid(format!(
+            "the JPEG is truncated or corrupt ({e}); it would decode only partly (the missing \
+             part gray), so it is refused"
+        ))
+    };
+    d.decode_headers().map_err(|e| bad(&e))?;
+    if let Some((w, h)) = d.dimensions() {
+        check_size("the image", h, w)?;
+    }
+    d.decode().map_err(|e| bad(&e))?;
+    Ok(())
 }
 
 fn from_dynamic(dynimg: &DynamicImage) -> Result<RgbImage> {
@@ -241,6 +309,7 @@ pub fn fit(img: &RgbImage, multiple: usize, policy: &SizePolicy) -> Result<RgbIm
     let (h, w) = (img.height, img.width);
     let is_mult = |s: usize| s.is_multiple_of(multiple);
     let check_target = |t: [usize; 2], what: &str| -> Result<()> {
+        check_size(&format!("the {what} target"), t[0], t[1])?;
         if t[0] == 0 || t[1] == 0 || !is_mult(t[0]) || !is_mult(t[1]) {
             return Err(Error::invalid(format!(
                 "{what} size {}x{} must be positive multiples of {multiple}",

@@ -143,6 +143,12 @@ impl Group {
             }
             elements = next;
         }
+        if max_shift == 0 && elements.iter().all(|d| *d == Dihedral::Identity) {
+            return Err(Error::invalid(format!(
+                "EquiReg group {spec:?} holds only the identity: the penalty would be exactly \
+                 zero; use hflip, vflip, rot90, c4, rot180, d4, shift:S with S >= 1 or a product"
+            )));
+        }
         Ok(Group {
             elements,
             max_shift,
@@ -224,7 +230,13 @@ impl EquiRegConfig {
                         return Err(Error::invalid("EquiReg freq must be in (0, 1]"));
                     }
                 }
-                "cutoff" => last = num(v)? as usize,
+                "cutoff" => {
+                    last = v.trim().parse::<usize>().map_err(|_| {
+                        Error::invalid(format!(
+                            "EquiReg cutoff={v}: expected a whole number of steps >= 0"
+                        ))
+                    })?
+                }
                 "schedule" => kind = v.to_string(),
                 "form" => {
                     self.form = match v {
@@ -309,6 +321,20 @@ impl EquiRegConfig {
             self.count.name(),
             self.mpe
         )
+    }
+
+    /// An error unless the settings make sense for a run of `steps` sampling steps: a `cutoff`
+    /// schedule whose cutoff is not below the step count would never fire.
+    pub fn check_steps(&self, steps: usize) -> Result<()> {
+        if let Schedule::Cutoff { last, .. } = self.schedule
+            && last >= steps
+        {
+            return Err(Error::invalid(format!(
+                "EquiReg cutoff={last} with schedule=cutoff: out of range for {steps} steps \
+                 (the penalty would never fire); the cutoff must be below the step count"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether loop step `k` (0 = the first) of `total` does regularizer work.
@@ -512,6 +538,30 @@ mod tests {
         assert_eq!((t.elements.len(), t.max_shift), (4, 3));
         assert!(Group::parse("rot45").is_err());
         assert!(Group::parse("shift:x").is_err());
+        // A group of the identity alone gives a penalty of exactly zero: refused.
+        for only_identity in ["shift:0", "hflip*hflip", "rot180*rot180"] {
+            let e = Group::parse(only_identity).unwrap_err().to_string();
+            assert!(e.contains("only the identity"), "{only_identity}: {e}");
+        }
+    }
+
+    #[test]
+    fn cutoffs_are_whole_numbers_below_the_step_count() {
+        for bad in ["cutoff=-5", "cutoff=1.5", "cutoff=nan", "cutoff=inf"] {
+            let e = EquiRegConfig::default().with_settings(bad).unwrap_err();
+            assert!(e.to_string().contains("cutoff"), "{bad}: {e}");
+        }
+        let c = EquiRegConfig::default()
+            .with_settings("schedule=cutoff,cutoff=10")
+            .unwrap();
+        assert!(c.check_steps(11).is_ok());
+        let e = c.check_steps(10).unwrap_err().to_string();
+        assert!(e.contains("cutoff=10") && e.contains("never fire"), "{e}");
+        // The cutoff means nothing to the other schedules.
+        let c = EquiRegConfig::default()
+            .with_settings("cutoff=500")
+            .unwrap();
+        assert!(c.check_steps(10).is_ok());
     }
 
     #[test]

@@ -303,7 +303,14 @@ pub enum Sampler {
 }
 
 impl Sampler {
+    /// `ddpm` or `ddim` with DDIM's stochasticity `eta`, which must be finite and >= 0 (it is
+    /// checked for `ddpm` too, where it is unused, so a bad value never passes silently).
     pub fn parse(s: &str, eta: f64) -> Result<Self> {
+        if !(eta.is_finite() && eta >= 0.0) {
+            return Err(Error::invalid(format!(
+                "--eta {eta}: DDIM's eta must be a finite number >= 0"
+            )));
+        }
         match s {
             "ddpm" => Ok(Self::Ddpm),
             "ddim" => Ok(Self::Ddim { eta }),

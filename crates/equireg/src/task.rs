@@ -217,23 +217,26 @@ impl Task {
         let bad = |m: String| Err(Error::invalid(m));
         match &self.operator {
             OperatorConfig::SuperResolution { scale, resizer } => {
-                if *scale < 1 {
-                    return bad(format!("operator.scale must be >= 1, got {scale}"));
+                if !(1..=MAX_SCALE).contains(scale) {
+                    return bad(format!(
+                        "operator.scale must be in 1..={MAX_SCALE}, got {scale}"
+                    ));
                 }
                 resize_kind(resizer)?;
             }
             OperatorConfig::GaussianBlur { size, sigma } => {
-                if size % 2 == 0 || !positive(*sigma) {
+                if size % 2 == 0 || *size > MAX_KERNEL || !positive(*sigma) {
                     return bad(format!(
-                        "gaussian_blur needs an odd size and sigma > 0, got {size}, {sigma}"
+                        "gaussian_blur needs an odd operator.size <= {MAX_KERNEL} and a finite \
+                         operator.sigma > 0, got {size}, {sigma}"
                     ));
                 }
             }
             OperatorConfig::MotionBlur { size, intensity } => {
-                if size % 2 == 0 || !(0.0..=1.0).contains(intensity) {
+                if size % 2 == 0 || *size > MAX_KERNEL || !(0.0..=1.0).contains(intensity) {
                     return bad(format!(
-                        "motion_blur needs an odd size and intensity in [0, 1], got {size}, \
-                         {intensity}"
+                        "motion_blur needs an odd operator.size <= {MAX_KERNEL} and \
+                         operator.intensity in [0, 1], got {size}, {intensity}"
                     ));
                 }
             }
@@ -253,29 +256,35 @@ impl Task {
                 }
             }
             OperatorConfig::PhaseRetrieval { oversample } => {
-                if !non_negative(*oversample) {
+                if !(non_negative(*oversample) && *oversample <= MAX_OVERSAMPLE) {
                     return bad(format!(
-                        "phase_retrieval.oversample must be >= 0, got {oversample}"
+                        "operator.oversample (phase_retrieval) must be in [0, {MAX_OVERSAMPLE}], \
+                         got {oversample}"
                     ));
                 }
             }
             OperatorConfig::Hdr { scale } => {
                 if !positive(*scale as f64) {
-                    return bad(format!("hdr.scale must be > 0, got {scale}"));
+                    return bad(format!(
+                        "operator.scale (hdr) must be finite and > 0, got {scale}"
+                    ));
                 }
             }
         }
         match self.noise {
             NoiseConfig::Gaussian { sigma } if !non_negative(sigma) => {
-                bad(format!("noise.sigma must be >= 0, got {sigma}"))
+                bad(format!("noise.sigma must be finite and >= 0, got {sigma}"))
             }
             NoiseConfig::Poisson { rate } if !positive(rate) => {
-                bad(format!("noise.rate must be > 0, got {rate}"))
+                bad(format!("noise.rate must be finite and > 0, got {rate}"))
             }
             _ => {
                 self.equireg.config("")?;
                 if !non_negative(self.dps.zeta) {
-                    return bad(format!("dps.zeta must be >= 0, got {}", self.dps.zeta));
+                    return bad(format!(
+                        "dps.zeta must be finite and >= 0, got {}",
+                        self.dps.zeta
+                    ));
                 }
                 self.dps.zeta_for(1).map(|_| ())
             }
@@ -328,7 +337,7 @@ impl Task {
     pub fn image_size_for_measurement(&self, y_hw: [usize; 2]) -> Result<[usize; 2]> {
         let side = |y: usize| -> Option<usize> {
             match &self.operator {
-                OperatorConfig::SuperResolution { scale, .. } => Some(y * scale),
+                OperatorConfig::SuperResolution { scale, .. } => y.checked_mul(*scale),
                 OperatorConfig::PhaseRetrieval { oversample } => {
                     (1..=y).find(|&h| h + 2 * (oversample / 8.0 * h as f64) as usize == y)
                 }
@@ -353,15 +362,22 @@ impl Task {
     }
 }
 
-/// `v > 0`, false for NaN (so NaN settings are refused).
+/// `v > 0` and finite, false for NaN and infinity (so such settings are refused).
 fn positive(v: f64) -> bool {
-    v > 0.0
+    v.is_finite() && v > 0.0
 }
 
-/// `v >= 0`, false for NaN.
+/// `v >= 0` and finite, false for NaN and infinity.
 fn non_negative(v: f64) -> bool {
-    v >= 0.0
+    v.is_finite() && v >= 0.0
 }
+
+/// The largest super-resolution factor a task may ask for.
+pub const MAX_SCALE: usize = 64;
+/// The largest blur kernel side.
+pub const MAX_KERNEL: usize = 255;
+/// The largest phase-retrieval oversampling (DPS uses 2: the padded image is 1.5 times the side).
+pub const MAX_OVERSAMPLE: f64 = 16.0;
 
 fn resize_kind(s: &str) -> Result<ResizeKind> {
     match s {

@@ -25,3 +25,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// Reads a whole file, refusing anything but a regular file first: a FIFO, a device such as
+/// `/dev/zero` or a folder would block, never end or fail with an OS error that names no path.
+/// The error names the path.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    check_regular_file(path)?;
+    std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+}
+
+/// An error naming `path` unless it is an existing regular file (symbolic links followed).
+pub fn check_regular_file(path: &Path) -> Result<(), String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{}: not a regular file ({})",
+            path.display(),
+            if meta.is_dir() {
+                "a folder"
+            } else {
+                "a device, pipe or socket"
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// How many values are NaN or infinite.
+pub fn count_non_finite(data: &[f32]) -> usize {
+    data.iter().filter(|v| !v.is_finite()).count()
+}

@@ -44,10 +44,10 @@ impl Weights {
         self.tensors.keys().map(String::as_str)
     }
 
-    /// Reads a safetensors file; f32, f16, bf16 and f64 tensors are converted to f32.
+    /// Reads a safetensors file; f32, f16, bf16 and f64 tensors are converted to f32. NaN or
+    /// infinite values are an error naming the tensors that hold them.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| NnError::Weights(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = crate::io::read_file(path).map_err(NnError::Weights)?;
         Self::from_safetensors(&bytes)
             .map_err(|e| NnError::Weights(format!("{}: {e}", path.display())))
     }
@@ -57,6 +57,7 @@ impl Weights {
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| NnError::Weights(format!("not a valid safetensors file: {e}")))?;
         let mut w = Weights::new();
+        let mut non_finite = Vec::new();
         for (name, view) in st.tensors() {
             let d = view.data();
             let data: Vec<f32> = match view.dtype() {
@@ -82,7 +83,25 @@ impl Weights {
                     )));
                 }
             };
+            let bad = crate::io::count_non_finite(&data);
+            if bad > 0 {
+                non_finite.push(format!("{name} ({bad} of {})", data.len()));
+            }
             w.insert(&name, view.shape(), data);
+        }
+        if !non_finite.is_empty() {
+            non_finite.sort();
+            let more = non_finite.len().saturating_sub(5);
+            non_finite.truncate(5);
+            return Err(NnError::Weights(format!(
+                "NaN or infinite values in tensor(s) {}{}: the checkpoint is broken",
+                non_finite.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )));
         }
         Ok(w)
     }
@@ -210,6 +229,18 @@ mod tests {
     #[test]
     fn corrupt_file_is_an_error() {
         assert!(Weights::from_safetensors(b"not safetensors").is_err());
+    }
+
+    #[test]
+    fn nan_weights_are_an_error_naming_the_tensor() {
+        let mut w = Weights::new();
+        w.insert("ok.weight", &[2], vec![1.0, 2.0]);
+        w.insert("bad.bias", &[3], vec![0.0, f32::NAN, f32::INFINITY]);
+        let e = Weights::from_safetensors(&w.to_safetensors().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.bias (2 of 3)"), "{e}");
+        assert!(!e.contains("ok.weight"), "{e}");
     }
 
     #[test]
