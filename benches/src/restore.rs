@@ -109,6 +109,7 @@ pub fn run(
         measurement: y,
         zeta,
         regularizer,
+        penalties: Vec::new(),
     };
     let mut solver = Solver::new(gpu, &unet, [batch, size, size], &diffusion, Some(guidance))?;
     solver.begin(0, 0)?;

@@ -15,9 +15,11 @@ use equireg::pde::observe::PointObservation;
 use equireg::pde::panel::{PanelInput, render};
 use equireg::pde::problem::load_cases;
 use equireg::pde::reconstruct::{PdeSettings, default_zeta, reconstruct};
+use equireg::pde::residual::{DarcyPenalty, ResidualSettings};
 use equireg::pde::{FieldNorm, Observe, Problem};
 use equireg::regularizer::EquiRegConfig;
 use equireg::schedule::Sampler;
+use equireg::solver::Penalty;
 use equireg_gpu::Gpu;
 use equireg_nn::{UNet, UNetConfig, Weights, io::write_atomic, npy};
 use serde_json::json;
@@ -77,6 +79,11 @@ pub struct PdeArgs {
     /// DPS step size (default: the problem's, see assets/pde/README.md)
     #[arg(long)]
     zeta: Option<f64>,
+    /// Add the PDE residual penalty with this weight to every method (Darcy: FunDPS's
+    /// Dx(a Dx u) + Dy(a Dy u) + 1 on the physical fields, Huber with delta 1, mean over the
+    /// interior, acting once the step's sigma is at most 1)
+    #[arg(long, value_name = "WEIGHT")]
+    residual: Option<f64>,
     /// A prior folder (config.json, weights.safetensors, field.json) instead of the embedded one
     #[arg(long)]
     model: Option<PathBuf>,
@@ -135,6 +142,22 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
     let observe = Observe::parse(&args.observe)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
+    }
+    if let Some(z) = args.zeta
+        && !(z.is_finite() && z >= 0.0)
+    {
+        bail!("--zeta {z}: the step size must be finite and >= 0");
+    }
+    if let Some(wgt) = args.residual
+        && !(wgt.is_finite() && wgt >= 0.0)
+    {
+        bail!("--residual {wgt}: the weight must be finite and >= 0");
+    }
+    if args.residual.is_some() && problem != Problem::Darcy {
+        bail!(
+            "--residual: only Darcy's residual is built in, not {}'s",
+            problem.name()
+        );
     }
     let (shape, mut cases) = load_cases(&args.input)?;
     let [n, _, h, w] = shape;
@@ -207,8 +230,32 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
         let op = make_op()?;
         let y = op.forward_cpu(x);
         let mask = op.mask().to_vec();
+        let penalties = || -> anyhow::Result<Vec<Box<dyn Penalty>>> {
+            Ok(match args.residual {
+                None => Vec::new(),
+                Some(weight) => vec![Box::new(DarcyPenalty::new(
+                    gpu,
+                    problem,
+                    bshape,
+                    &prior.norm,
+                    ResidualSettings {
+                        weight,
+                        ..ResidualSettings::default()
+                    },
+                )?)],
+            })
+        };
         let mut methods: Vec<(&str, Vec<f32>)> = Vec::new();
-        let dps = reconstruct(gpu, &unet, Box::new(op), &y, &settings, None, start as u32)?;
+        let dps = reconstruct(
+            gpu,
+            &unet,
+            Box::new(op),
+            &y,
+            &settings,
+            None,
+            penalties()?,
+            start as u32,
+        )?;
         methods.push(("dps", dps));
         if let (Some(cfg), Some(f)) = (&equireg_cfg, &mpe) {
             let er = reconstruct(
@@ -218,6 +265,7 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
                 &y,
                 &settings,
                 Some((cfg, f.as_ref())),
+                penalties()?,
                 start as u32,
             )?;
             methods.push(("equireg", er));
@@ -336,6 +384,7 @@ fn write_metrics(
         "input": args.input.display().to_string(),
         "prior": prior.label,
         "equireg": equireg_cfg.as_ref().map(|c| c.settings()),
+        "residual_weight": args.residual,
         "cases": rows,
     });
     let path = args.out.join("metrics.json");

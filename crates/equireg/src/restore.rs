@@ -110,6 +110,7 @@ pub fn restore<'a>(
         measurement: y,
         zeta: zeta as f32,
         regularizer,
+        penalties: Vec::new(),
     };
     let mut solver = Solver::new(gpu, unet, [n, h, w], &config, Some(guidance))?;
     solver.begin(settings.seed, first_item)?;

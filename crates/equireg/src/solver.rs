@@ -82,6 +82,17 @@ impl DiffusionConfig {
     }
 }
 
+/// A penalty on the clean estimate x0 added to the data term before differentiation (a PDE
+/// residual, for example): it records its gradient with respect to x0 into the data term's.
+pub trait Penalty {
+    fn name(&self) -> &str;
+    /// Does the penalty act at loop step `k` of `steps`, whose noise level is
+    /// `sigma = sqrt((1 - abar_t) / abar_t)` (the variance-exploding sigma of the step)?
+    fn fires(&self, k: usize, steps: usize, sigma: f64) -> bool;
+    /// Records `dx0 += d penalty / d x0` at `x0` (both the solver's shape).
+    fn record_grad(&self, rec: &mut Recorder, x0: &Tensor, dx0: &Tensor) -> Result<()>;
+}
+
 /// The data term of DPS: an operator built for the solver's image shape, the measurement `y`
 /// (shape `operator.output_shape()`) on the GPU, and the step size zeta.
 pub struct Guidance<'m> {
@@ -90,6 +101,8 @@ pub struct Guidance<'m> {
     pub zeta: f32,
     /// EquiReg's penalty, added to the data term before differentiation.
     pub regularizer: Option<EquiReg<'m>>,
+    /// Further penalties on x0 (PDE residuals), added the same way.
+    pub penalties: Vec<Box<dyn Penalty + 'm>>,
 }
 
 /// Tensors of the guidance term, allocated once.
@@ -123,6 +136,8 @@ pub struct Solver<'a> {
     guidance: Option<GuidanceState<'a>>,
     seed: u64,
     first_item: u32,
+    /// Per step row: the noise level sqrt((1 - abar_t) / abar_t), for penalties' schedules.
+    sigmas: Vec<f64>,
     /// Loop index of the next step (the CPU's copy of the GPU counter, for schedules).
     k: Cell<usize>,
 }
@@ -154,10 +169,15 @@ impl<'a> Solver<'a> {
             ));
         }
         let diffusion = config.diffusion()?;
-        let rows: Vec<f32> = diffusion
-            .step_table(config.sampler, config.variance)
+        let table = diffusion.step_table(config.sampler, config.variance);
+        let rows: Vec<f32> = table.iter().flat_map(StepCoefficients::row).collect();
+        let sigmas: Vec<f64> = table
             .iter()
-            .flat_map(StepCoefficients::row)
+            .map(|c| {
+                (c.sqrt_recip_abar * c.sqrt_recip_abar - 1.0)
+                    .max(0.0)
+                    .sqrt()
+            })
             .collect();
         let steps = diffusion.steps();
         let run = if guidance.is_some() {
@@ -187,6 +207,7 @@ impl<'a> Solver<'a> {
             guidance,
             seed: 0,
             first_item: 0,
+            sigmas,
             k: Cell::new(0),
         })
     }
@@ -318,6 +339,14 @@ impl<'a> Solver<'a> {
                 reduce_rows(rec, &g.residual, &g.norm, &g.scratch, Reduction::L2)?;
                 loss_cotangent(rec, &g.residual, &g.norm, &g.d_a_x0)?;
                 g.g.operator.record_vjp(rec, &self.x0, &g.d_a_x0, &g.dx0)?;
+                let k = self.k.get();
+                let sigma = self.sigmas.get(k).copied().unwrap_or(0.0);
+                for p in &g.g.penalties {
+                    if p.fires(k, self.steps, sigma) {
+                        rec.section("penalty");
+                        p.record_grad(rec, &self.x0, &g.dx0)?;
+                    }
+                }
                 if let Some(r) = &g.g.regularizer
                     && r.config.fires(self.k.get(), self.steps)
                 {

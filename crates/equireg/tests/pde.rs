@@ -260,3 +260,82 @@ fn panel_has_a_tile_per_field_and_names_its_scales() {
     assert_eq!(colour(-3.0), colour(0.0));
     assert_eq!(colour(f32::NAN), colour(0.0));
 }
+
+/// The residual in physical units (mean 0, scale 1) of case `k` of the validation file, with
+/// its own u or another case's.
+fn val_residual_loss(k: usize, u_from: usize) -> f64 {
+    use equireg_gpu::ops::pde_residual::DarcyResidualParams;
+    use equireg_gpu::reference::pde_residual::darcy_residual;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/pde/darcy_val.npy");
+    let (_, data) = load_cases(&path).unwrap();
+    let plane = 64 * 64;
+    let mut x = data[k * 2 * plane..(k * 2 + 1) * plane].to_vec();
+    x.extend_from_slice(&data[(u_from * 2 + 1) * plane..(u_from * 2 + 2) * plane]);
+    let p = DarcyResidualParams {
+        a_mean: 0.0,
+        a_scale: 1.0,
+        u_mean: 0.0,
+        u_scale: 1.0,
+        spacing: 1.0 / 63.0,
+        crop: 2,
+        weight: 1.0,
+        delta: 0.0,
+    };
+    darcy_residual(&x, [1, 2, 64, 64], &p)[0].1
+}
+
+#[test]
+fn true_darcy_pairs_have_a_small_residual() {
+    // The data's finite-volume solution is not the central-difference form's exact solution,
+    // but a case's own u fits its a far better than another case's u does (which also checks
+    // that a and u share one orientation: a transposed u would fit no better than another's).
+    for k in 0..3 {
+        let own = val_residual_loss(k, k);
+        let other = val_residual_loss(k, (k + 1) % 10);
+        assert!(own < 0.25 * other, "case {k}: own {own}, other {other}");
+    }
+}
+
+#[test]
+fn darcy_penalty_records_the_twin_gradient_and_fires_below_sigma_one() {
+    use equireg::pde::residual::{DarcyPenalty, ResidualSettings};
+    use equireg::solver::Penalty;
+    use equireg_gpu::reference::pde_residual::darcy_residual_grad;
+    let g = gpu();
+    let shape = [2, 2, 16, 16];
+    let norm = FieldNorm::from_json(
+        r#"{"mean": [7.5, 0.005], "std": [4.5, 0.004], "scale": 0.5}"#,
+        "t",
+    )
+    .unwrap();
+    let settings = ResidualSettings {
+        weight: 3.0,
+        ..ResidualSettings::default()
+    };
+    let pen = DarcyPenalty::new(g, Problem::Darcy, shape, &norm, settings).unwrap();
+    assert!(pen.fires(0, 10, 0.5) && pen.fires(0, 10, 1.0) && !pen.fires(0, 10, 1.5));
+    let n = shape.iter().product::<usize>();
+    let x = values(n, 3);
+    let xt = g.upload(&shape, &x).unwrap();
+    let dx = g.upload(&shape, &vec![0.0; n]).unwrap();
+    let mut rec = g.recorder();
+    pen.record_grad(&mut rec, &xt, &dx).unwrap();
+    rec.submit().unwrap();
+    let got = g.download(&dx).unwrap();
+    let want = darcy_residual_grad(&x, shape, pen.params());
+    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0);
+    for (a, b) in got.iter().zip(&want) {
+        assert!((*a as f64 - b).abs() <= 1e-4 * scale, "{a} vs {b}");
+    }
+    let e = DarcyPenalty::new(g, Problem::Poisson, shape, &norm, settings)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("only Darcy"), "{e}");
+    let bad = ResidualSettings {
+        weight: f64::NAN,
+        ..settings
+    };
+    assert!(DarcyPenalty::new(g, Problem::Darcy, shape, &norm, bad).is_err());
+}

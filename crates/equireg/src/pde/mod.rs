@@ -7,6 +7,7 @@
 //! - [`observe`]: the point-observation operator (N random points per observed channel);
 //! - [`metrics`]: relative L2 per channel and Darcy's thresholded error rate;
 //! - [`panel`]: a colour-mapped PNG of truth, observations, reconstructions and error;
+//! - [`residual`]: the PDE residual as a guidance penalty;
 //! - [`reconstruct`]: one guided reverse diffusion over a batch of cases.
 
 pub mod metrics;
@@ -14,5 +15,6 @@ pub mod observe;
 pub mod panel;
 pub mod problem;
 pub mod reconstruct;
+pub mod residual;
 
 pub use problem::{FieldNorm, Observe, Problem};

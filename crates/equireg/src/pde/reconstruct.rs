@@ -10,7 +10,7 @@ use crate::mpe::Mpe;
 use crate::operators::Operator;
 use crate::regularizer::{EquiReg, EquiRegConfig};
 use crate::schedule::Sampler;
-use crate::solver::{DiffusionConfig, Guidance, Solver};
+use crate::solver::{DiffusionConfig, Guidance, Penalty, Solver};
 use crate::{Error, Result};
 
 /// Settings of a field reconstruction.
@@ -34,8 +34,10 @@ pub fn default_zeta(observe: super::Observe) -> f64 {
 }
 
 /// Reconstructs the cases whose noiseless observation `y` (model range, shape of the operator's
-/// output) `operator` made. Cases are items `first_item..first_item + N` of the run (their
-/// sampler noise does not depend on the batch). Returns the fields in the model's range.
+/// output) `operator` made, with `penalties` (PDE residuals) added to the data term. Cases are
+/// items `first_item..first_item + N` of the run (their sampler noise does not depend on the
+/// batch). Returns the fields in the model's range.
+#[allow(clippy::too_many_arguments)]
 pub fn reconstruct<'a>(
     gpu: &'a Gpu,
     unet: &'a UNet,
@@ -43,6 +45,7 @@ pub fn reconstruct<'a>(
     y: &[f32],
     settings: &PdeSettings,
     equireg: Option<(&EquiRegConfig, &'a dyn Mpe)>,
+    penalties: Vec<Box<dyn Penalty + 'a>>,
     first_item: u32,
 ) -> Result<Vec<f32>> {
     if !settings.zeta.is_finite() || settings.zeta < 0.0 {
@@ -68,6 +71,7 @@ pub fn reconstruct<'a>(
         measurement,
         zeta: settings.zeta as f32,
         regularizer,
+        penalties,
     };
     let mut solver = Solver::new(gpu, unet, [n, h, w], &config, Some(guidance))?;
     solver.begin(settings.seed, first_item)?;
