@@ -49,6 +49,40 @@ fn the_default_prior_is_photo64_and_matches_its_pytorch_output() {
 }
 
 #[test]
+fn the_darcy_prior_is_a_two_channel_photo64_and_matches_its_pytorch_output() {
+    let config = default_models::darcy_config().unwrap();
+    let mut want_config = UNetConfig::photo64();
+    want_config.in_channels = 2;
+    want_config.out_channels = 2;
+    assert_eq!(config, want_config);
+    let norm = default_models::darcy_norm().unwrap();
+    // The training set's statistics: a in {3, 12} about half and half, u of order 1e-2.
+    assert!(
+        (norm.mean[0] - 7.5).abs() < 0.5 && (norm.std[0] - 4.5).abs() < 0.1,
+        "{norm:?}"
+    );
+    assert!(norm.std[1] > 1e-3 && norm.std[1] < 1e-2, "{norm:?}");
+    let g = gpu();
+    let unet =
+        equireg_nn::UNet::new(&g, &config, &default_models::darcy_weights().unwrap()).unwrap();
+    let check = check_file("darcy");
+    let (xs, x) = check.get("input").unwrap();
+    let (_, t) = check.get("timesteps").unwrap();
+    let (ys, want) = check.get("output").unwrap();
+    let run = unet.plan(&g, xs[0], xs[2], xs[3]).unwrap();
+    g.write(run.input(), x).unwrap();
+    g.write(run.timesteps(), t).unwrap();
+    let mut rec = g.recorder();
+    run.record_forward(&mut rec, &unet).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(run.output().shape(), ys);
+    let y = g.download(run.output()).unwrap();
+    let err = rel_l2(&y, want);
+    eprintln!("Darcy prior vs PyTorch float64: relative L2 {err:.2e}");
+    assert!(err < 1e-4, "relative L2 {err:.3e}");
+}
+
+#[test]
 fn the_default_mpe_encoder_matches_its_pytorch_output() {
     let g = gpu();
     let mpe = default_models::mpe(&g).unwrap();
