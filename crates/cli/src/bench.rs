@@ -6,6 +6,8 @@ use clap::{Args, Subcommand};
 use equireg_benches::{BenchOptions, harness};
 use equireg_gpu::Gpu;
 
+use crate::checks;
+
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -95,11 +97,9 @@ struct KernelArgs {
 pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Kernels(k) => {
-            if !(k.min_time.is_finite() && k.min_time >= 0.0) {
-                anyhow::bail!("--min-time must be a non-negative number of seconds");
-            }
+            let min_time = checks::non_negative("--min-time", k.min_time)?;
             let opts = BenchOptions {
-                min_time: Duration::from_secs_f64(k.min_time),
+                min_time: Duration::from_secs_f64(min_time),
                 timestamps: !k.wall_clock,
                 ..Default::default()
             };
@@ -117,6 +117,13 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
             }
         }
         BenchWhat::Restore(r) => {
+            checks::at_least_one("--batch", r.batch)?;
+            if let Some(s) = r.size {
+                checks::side("--size", s)?;
+            }
+            if let Some(t) = r.timed_steps {
+                checks::at_least_one("--timed-steps", t)?;
+            }
             let equireg = r.equireg.as_ref().map(|s| {
                 if s.contains("mpe=") {
                     s.clone()
@@ -183,11 +190,17 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
             }
         }
         BenchWhat::Unet(u) => {
+            let min_time = checks::non_negative("--min-time", u.min_time)?;
+            checks::at_least_one("--min-reps", u.min_reps)?;
+            checks::at_least_one("--batch", u.batch)?;
+            if let Some(s) = u.size {
+                checks::side("--size", s)?;
+            }
             let config = equireg_nn::UNetConfig::preset(&u.preset)?;
             let size = u.size.unwrap_or(config.image_size);
             let opts = BenchOptions {
-                min_time: Duration::from_secs_f64(u.min_time.max(0.0)),
-                min_reps: u.min_reps.max(1),
+                min_time: Duration::from_secs_f64(min_time),
+                min_reps: u.min_reps,
                 max_reps: 50,
                 timestamps: true,
             };

@@ -1,8 +1,10 @@
 //! The `equireg` command-line tool.
 
 mod bench;
+mod checks;
 mod devices;
 mod mpe_check_cmd;
+mod outdir;
 mod pde_cmd;
 mod restore_cmd;
 mod sample_cmd;
@@ -58,12 +60,22 @@ enum Command {
 
 impl Cli {
     fn gpu_options(&self) -> anyhow::Result<GpuOptions> {
-        let backends = match &self.backend {
+        // WGPU_BACKEND is read here rather than by wgpu, so that a bad value is named (wgpu
+        // would take it as "no backend" and report that no adapter exists).
+        let env = std::env::var("WGPU_BACKEND")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
+        let (given, what) = match (&self.backend, env) {
+            (Some(s), _) => (Some(s.clone()), "--backend"),
+            (None, Some(s)) => (Some(s), "WGPU_BACKEND"),
+            (None, None) => (None, ""),
+        };
+        let backends = match given {
             None => None,
             Some(s) => {
-                let b = wgpu::Backends::from_comma_list(s);
+                let b = wgpu::Backends::from_comma_list(&s);
                 if b.is_empty() {
-                    anyhow::bail!("--backend '{s}': no known backend (use vulkan, metal or dx12)");
+                    anyhow::bail!("{what} '{s}': no known backend (use vulkan, metal or dx12)");
                 }
                 Some(b)
             }

@@ -16,6 +16,9 @@ use equireg_gpu::ops::equivariance::{
 };
 use equireg_gpu::{DType, Gpu};
 
+use crate::checks;
+use crate::outdir::OutDir;
+
 #[derive(Args)]
 pub struct MpeCheckArgs {
     /// MPE network folder (config.json + weights.safetensors), or "default" for the embedded
@@ -38,9 +41,14 @@ pub struct MpeCheckArgs {
     /// --restored dps=out/dps --restored equireg=out/equireg. Cropped like --images.
     #[arg(long, value_name = "LABEL=FOLDER")]
     restored: Vec<String>,
-    /// Output folder: mpe_check.json, mpe_check.md (the table) and histogram.png
+    /// Output folder: mpe_check.json, mpe_check.md (the table) and histogram.png. It must be
+    /// empty or new, unless --overwrite
     #[arg(long)]
     out: PathBuf,
+    /// Reuse a non-empty --out: first remove what the earlier equireg run recorded in its
+    /// manifest, nothing else
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// Equivariance errors of f on `x` ([N, 3, S, S] host data) for every element of `group`.
@@ -155,7 +163,15 @@ pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
     } else {
         NetworkMpe::load(gpu, &args.mpe)?
     };
-    let s = args.size;
+    let s = checks::side("--size", args.size)?;
+    let noise_sigma = checks::non_negative("--noise", args.noise)?;
+    let groups = args
+        .groups
+        .split(',')
+        .map(str::trim)
+        .map(|name| Group::parse(name).map(|g| (name, g)))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--groups")?;
     let clean = load_crops(&args.images, s)?;
     let n = clean.len();
     let x = images::to_model_batch(&clean)?;
@@ -163,7 +179,7 @@ pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
     let noised: Vec<f32> = x
         .iter()
         .zip(&noise)
-        .map(|(a, z)| a + args.noise as f32 * z)
+        .map(|(a, z)| a + noise_sigma as f32 * z)
         .collect();
     let blur = Blur::gaussian(gpu, [n, 3, s, s], 13, 2.0)?;
     let blurred = blur.forward_cpu(&x);
@@ -191,11 +207,10 @@ pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
     table += "\n";
     let mut json_rows = Vec::new();
     let mut hist: Vec<(String, Vec<f64>)> = Vec::new();
-    for name in args.groups.split(',').map(str::trim) {
-        let group = Group::parse(name)?;
+    for (name, group) in &groups {
         let mut row = format!("| {name} |");
         for (label, data) in &variants {
-            let e = errors(gpu, &mpe, data, data.len() / (3 * s * s), s, &group)?;
+            let e = errors(gpu, &mpe, data, data.len() / (3 * s * s), s, group)?;
             let (m, sd) = mean_std(&e);
             row += &format!(" {m:.4} ({sd:.4}) |");
             json_rows.push(serde_json::json!({"group": name, "images": label, "mean": m, "std": sd, "errors": e}));
@@ -208,18 +223,21 @@ pub fn run(args: &MpeCheckArgs, gpu: &Gpu) -> anyhow::Result<()> {
         table += &row;
         table += "\n";
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut out = OutDir::open(&args.out, args.overwrite, "mpe-check")?;
     let doc = serde_json::json!({
-        "mpe": mpe.name(), "images": n, "size": s, "noise_sigma": args.noise,
+        "mpe": mpe.name(), "images": n, "size": s, "noise_sigma": noise_sigma,
         "blur": "gaussian 13x13, sigma 2", "rows": json_rows,
     });
-    equireg_nn::io::write_atomic(
-        &args.out.join("mpe_check.json"),
+    let write = |path: PathBuf, bytes: &[u8]| {
+        equireg_nn::io::write_atomic(&path, bytes)
+            .with_context(|| format!("cannot write {}", path.display()))
+    };
+    write(
+        out.file("mpe_check.json")?,
         serde_json::to_string_pretty(&doc)?.as_bytes(),
     )?;
-    equireg_nn::io::write_atomic(&args.out.join("mpe_check.md"), table.as_bytes())?;
-    images::save_png(&args.out.join("histogram.png"), &histogram(&hist)?)?;
+    write(out.file("mpe_check.md")?, table.as_bytes())?;
+    images::save_png(&out.file("histogram.png")?, &histogram(&hist)?)?;
     print!("{table}");
     eprintln!("wrote {}", args.out.display());
     Ok(())

@@ -20,6 +20,8 @@ use equireg_nn::{UNet, Weights, io::write_atomic, npy};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::checks;
+use crate::outdir::{self, OutDir};
 use crate::unet_cmd::load_config;
 
 #[derive(Args)]
@@ -34,7 +36,11 @@ bicubic upsampling, the measurement itself, the mean in masked pixels, a flat im
 retrieval), grid.png (ground truth, measurement, baseline, result(s); without ground truth: \
 measurement, baseline, result(s)), the operator's random parameters when it \
 has any (kernel.npy, mask.npy), DIR/metrics.json and DIR/metrics.csv. Every file is written \
-atomically: an interrupted run never leaves a file that looks complete.
+atomically: an interrupted run never leaves a file that looks complete. The metrics are rewritten \
+after every finished batch with \"complete\": false and once more at the end; they only ever \
+describe this run's finished images. DIR must be empty or new (or pass --overwrite); image \
+folders are named after the input files' stems, which must be plain names that differ in more \
+than letter case.
 
 EXAMPLES:
   equireg restore --task sr4 --input assets/images/chelsea.png --compare --out out/
@@ -114,9 +120,14 @@ pub struct RestoreArgs {
     /// with both
     #[arg(long, conflicts_with = "no_equireg")]
     compare: bool,
-    /// Output folder
+    /// Output folder. It must be empty or new, unless --overwrite; one run at a time (a lock
+    /// file, OUT/.equireg.lock)
     #[arg(long)]
     out: PathBuf,
+    /// Reuse a non-empty --out: first remove what the earlier equireg run recorded in its
+    /// manifest (OUT/.equireg-manifest.json), nothing else
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// One solver configuration of a run: plain DPS or DPS+EquiReg.
@@ -158,12 +169,6 @@ fn size_policy(args: &RestoreArgs) -> anyhow::Result<SizePolicy> {
     })
 }
 
-fn image_name(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "image".into())
-}
-
 /// The user's checkpoint (--weights with --preset or --config), else the embedded default.
 fn load_prior(gpu: &Gpu, args: &RestoreArgs) -> anyhow::Result<UNet> {
     Ok(match &args.weights {
@@ -198,23 +203,114 @@ struct Record {
     /// With --restarts: the restart that was kept.
     restart: Option<usize>,
     seconds: f64,
+    /// Why this result was not written (a diverged sample).
+    failure: Option<String>,
+}
+
+/// What a run restores: clean images (the measurement is simulated) or one measurement file.
+enum Inputs {
+    Clean {
+        files: Vec<PathBuf>,
+        names: Vec<String>,
+        clean: Vec<RgbImage>,
+    },
+    Measurement {
+        path: PathBuf,
+        name: String,
+    },
+}
+
+/// Everything that can be checked before the first diffusion step, in order: the settings,
+/// the model, every input image (read, fitted, named, large enough for SSIM, its operator
+/// built). Nothing is written before these pass.
+fn prepare(
+    args: &RestoreArgs,
+    gpu: &Gpu,
+    task: &Task,
+    equireg_cfg: Option<&EquiRegConfig>,
+    multiple: usize,
+) -> anyhow::Result<Inputs> {
+    if let Some(m) = &args.measurement {
+        let name = outdir::output_names(std::slice::from_ref(m))?.remove(0);
+        return Ok(Inputs::Measurement {
+            path: m.clone(),
+            name,
+        });
+    }
+    let input = args
+        .input
+        .as_ref()
+        .expect("clap requires --input or --measurement");
+    let files = if input.is_dir() {
+        images::list_images(input)?
+    } else {
+        vec![input.clone()]
+    };
+    let names = outdir::output_names(&files)?;
+    let policy = size_policy(args)?;
+    let mut clean = Vec::with_capacity(files.len());
+    let mut sizes: Vec<[usize; 2]> = Vec::new();
+    for f in &files {
+        let img = images::fit(&images::load_rgb(f)?, multiple, &policy)
+            .with_context(|| format!("{}", f.display()))?;
+        let [h, w] = img.size();
+        if h < metrics::SSIM_WINDOW || w < metrics::SSIM_WINDOW {
+            bail!(
+                "{}: {h}x{w} is too small to be scored: SSIM needs images of at least \
+                 {win}x{win}; pass --resize HxW",
+                f.display(),
+                win = metrics::SSIM_WINDOW
+            );
+        }
+        if !sizes.contains(&[h, w]) {
+            if let Some(cfg) = equireg_cfg
+                && cfg.group.needs_square()
+                && h != w
+            {
+                bail!(
+                    "{}: {h}x{w} is not square, but EquiReg's group {} rotates, which needs \
+                     square images; pass --crop HxW or choose another group",
+                    f.display(),
+                    cfg.group.name
+                );
+            }
+            task.build_operator(gpu, [1, 3, h, w], args.seed)
+                .with_context(|| format!("{}: task {} at {h}x{w}", f.display(), task.name))?;
+            sizes.push([h, w]);
+        }
+        clean.push(img);
+    }
+    Ok(Inputs::Clean {
+        files,
+        names,
+        clean,
+    })
 }
 
 pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
     let task = Task::load(&args.task, &args.set)?;
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    if args.restarts == 0 {
-        bail!("--restarts must be at least 1");
-    }
+    checks::at_least_one("--batch", args.batch)?;
+    checks::at_least_one("--restarts", args.restarts)?;
     let sampler = Sampler::parse(&args.sampler, args.eta)?;
+    if let Some(z) = args.zeta {
+        checks::non_negative("--zeta", z)?;
+    }
     let respacing = args.steps.trim().to_string();
+    let steps = equireg::schedule::space_timesteps(1000, &respacing)?.len();
+    let equireg_cfg = task.equireg.config(args.equireg.as_deref().unwrap_or(""))?;
+    if !args.no_equireg {
+        equireg_cfg.check_steps(steps)?;
+    }
+    size_policy(args)?;
     let unet = load_prior(gpu, args)?;
-    let config = unet.config().clone();
-    let multiple = config.downsampling_factor();
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
+    let multiple = unet.config().downsampling_factor();
+    let inputs = prepare(
+        args,
+        gpu,
+        &task,
+        (!args.no_equireg).then_some(&equireg_cfg),
+        multiple,
+    )?;
     let settings = DpsSettings {
         respacing: respacing.clone(),
         sampler,
@@ -222,7 +318,6 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let adapter = gpu.caps().adapter_name.clone();
-    let equireg_cfg = task.equireg.config(args.equireg.as_deref().unwrap_or(""))?;
     let mpe = mpe::from_spec(gpu, &equireg_cfg.mpe, &unet)?;
     let mut variants = Vec::new();
     if args.no_equireg || args.compare {
@@ -237,208 +332,313 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
             equireg: Some(equireg_cfg.clone()),
         });
     }
+    let mut out = OutDir::open(&args.out, args.overwrite, "restore")?;
     let mut records = Vec::new();
     let mut zeta_used = f64::NAN;
-    let steps = equireg::schedule::space_timesteps(1000, &respacing)?.len();
+    let header = |zeta: f64| RunHeader {
+        task: task.name.clone(),
+        seed: args.seed,
+        steps,
+        zeta,
+        adapter: adapter.clone(),
+        equireg: (!args.no_equireg).then(|| equireg_cfg.settings()),
+    };
+    let ctx = Ctx {
+        gpu,
+        unet: &unet,
+        task: &task,
+        settings: &settings,
+        mpe: mpe.as_ref(),
+        variants: &variants,
+        steps,
+        args,
+    };
+    let result = match &inputs {
+        Inputs::Measurement { path, name } => {
+            restore_from_measurement(&ctx, &mut out, path, name, &mut records, &mut zeta_used)
+        }
+        Inputs::Clean {
+            files,
+            names,
+            clean,
+        } => restore_clean(
+            &ctx,
+            &mut out,
+            files,
+            names,
+            clean,
+            &mut records,
+            &mut zeta_used,
+            &header,
+        ),
+    };
+    let failures: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            r.failure
+                .as_ref()
+                .map(|f| format!("{} [{}]: {f}", r.name, r.solver))
+        })
+        .collect();
+    let error = result.as_ref().err().map(|e| format!("{e:#}"));
+    write_metrics(
+        &mut out,
+        &records,
+        &header(zeta_used),
+        result.is_ok(),
+        error.as_deref(),
+    )?;
+    if let Err(e) = result {
+        let done = records.iter().filter(|r| r.failure.is_none()).count();
+        return Err(e.context(format!(
+            "the run stopped; {} holds the metrics of the {done} results finished before",
+            args.out.join("metrics.json").display()
+        )));
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} result(s) not written: {}; the other results and their metrics are in {}",
+            failures.len(),
+            failures.join("; "),
+            args.out.display()
+        );
+    }
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
 
-    if let Some(m) = &args.measurement {
-        let name = image_name(m);
-        let mut results = Vec::new();
-        let mut measured_pic = None;
-        let mut baseline = None;
-        for v in &variants {
-            let started = Instant::now();
-            let cfg = v.equireg.as_ref().map(|c| (c, mpe.as_ref()));
-            let r = restore_measurement(
-                gpu,
-                &unet,
-                &task,
-                &settings,
-                cfg,
-                m,
-                multiple,
-                steps,
-                args.restarts,
-                &args.out,
-                &name,
-            )?;
-            zeta_used = r.zeta;
-            measured_pic = r.picture;
-            if baseline.is_none() {
-                records.push(Record {
-                    name: name.clone(),
-                    solver: "baseline",
-                    psnr: None,
-                    ssim: None,
-                    psnr_measurement: None,
-                    residual: Some(r.baseline_residual),
-                    restart: None,
-                    seconds: 0.0,
-                });
-            }
-            baseline = Some(r.baseline);
+/// What every restoration of a run shares.
+struct Ctx<'a> {
+    gpu: &'a Gpu,
+    unet: &'a UNet,
+    task: &'a Task,
+    settings: &'a DpsSettings,
+    mpe: &'a dyn Mpe,
+    variants: &'a [Variant],
+    steps: usize,
+    args: &'a RestoreArgs,
+}
+
+/// The image of a result, or why it is not one (NaN or infinite values: a diverged sample).
+fn checked_result(img: RgbImage) -> Result<RgbImage, String> {
+    let bad = equireg_nn::io::count_non_finite(&img.data);
+    if bad > 0 {
+        return Err(format!(
+            "the result has {bad} NaN or infinite values: the sampler diverged (try a smaller \
+             --zeta or more --steps)"
+        ));
+    }
+    Ok(img)
+}
+
+fn restore_from_measurement(
+    ctx: &Ctx,
+    out: &mut OutDir,
+    m: &Path,
+    name: &str,
+    records: &mut Vec<Record>,
+    zeta_used: &mut f64,
+) -> anyhow::Result<()> {
+    let dir = out.folder(name)?;
+    let mut results = Vec::new();
+    let mut measured_pic = None;
+    let mut baseline = None;
+    for v in ctx.variants {
+        let started = Instant::now();
+        let cfg = v.equireg.as_ref().map(|c| (c, ctx.mpe));
+        let r = restore_measurement(
+            ctx.gpu,
+            ctx.unet,
+            ctx.task,
+            ctx.settings,
+            cfg,
+            m,
+            ctx.unet.config().downsampling_factor(),
+            ctx.steps,
+            ctx.args.restarts,
+            &dir,
+            name,
+        )?;
+        *zeta_used = r.zeta;
+        measured_pic = r.picture;
+        if baseline.is_none() {
             records.push(Record {
-                name: name.clone(),
-                solver: v.label,
+                name: name.to_string(),
+                solver: "baseline",
                 psnr: None,
                 ssim: None,
                 psnr_measurement: None,
-                residual: Some(r.residual),
-                restart: (args.restarts > 1).then_some(r.restart),
-                seconds: started.elapsed().as_secs_f64(),
+                residual: Some(r.baseline_residual),
+                restart: None,
+                seconds: 0.0,
+                failure: None,
             });
-            results.push(r.restored);
         }
-        write_image_outputs(
-            &args.out,
-            &name,
-            None,
-            measured_pic.as_ref(),
-            baseline.as_ref().expect("at least one variant ran"),
-            &variants,
-            &results,
-        )?;
-    } else {
-        let input = args
-            .input
-            .as_ref()
-            .expect("clap requires --input or --measurement");
-        let files = if input.is_dir() {
-            images::list_images(input)?
-        } else {
-            vec![input.clone()]
-        };
-        let policy = size_policy(args)?;
-        let mut clean = Vec::with_capacity(files.len());
-        for f in &files {
-            clean.push(images::fit(&images::load_rgb(f)?, multiple, &policy)?);
-        }
-        let mut item = 0usize;
-        while item < files.len() {
-            let end = (item + args.batch).min(files.len());
-            // A batch holds images of one size; stop it where the size changes.
-            let (h, w) = (clean[item].height, clean[item].width);
-            let end = (item..end)
-                .find(|&j| (clean[j].height, clean[j].width) != (h, w))
-                .unwrap_or(end);
-            let batch = &clean[item..end];
+        baseline = Some(r.baseline);
+        let restored = checked_result(r.restored);
+        records.push(Record {
+            name: name.to_string(),
+            solver: v.label,
+            psnr: None,
+            ssim: None,
+            psnr_measurement: None,
+            residual: restored.is_ok().then_some(r.residual),
+            restart: (ctx.args.restarts > 1).then_some(r.restart),
+            seconds: started.elapsed().as_secs_f64(),
+            failure: restored.as_ref().err().cloned(),
+        });
+        results.push(restored.ok());
+    }
+    write_image_outputs(
+        &dir,
+        None,
+        measured_pic.as_ref(),
+        baseline.as_ref().expect("at least one variant ran"),
+        ctx.variants,
+        &results,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn restore_clean(
+    ctx: &Ctx,
+    out: &mut OutDir,
+    files: &[PathBuf],
+    names: &[String],
+    clean: &[RgbImage],
+    records: &mut Vec<Record>,
+    zeta_used: &mut f64,
+    header: &dyn Fn(f64) -> RunHeader,
+) -> anyhow::Result<()> {
+    let (gpu, task, args, steps) = (ctx.gpu, ctx.task, ctx.args, ctx.steps);
+    let mut item = 0usize;
+    while item < files.len() {
+        let end = (item + args.batch).min(files.len());
+        // A batch holds images of one size; stop it where the size changes.
+        let (h, w) = (clean[item].height, clean[item].width);
+        let end = (item..end)
+            .find(|&j| (clean[j].height, clean[j].width) != (h, w))
+            .unwrap_or(end);
+        let batch = &clean[item..end];
+        let started = Instant::now();
+        let x = images::to_model_batch(batch)?;
+        let shape = [batch.len(), 3, h, w];
+        let measured = simulate(gpu, task, shape, &x, args.seed, item as u64)?;
+        let params = measured.operator.parameters();
+        let y = &measured.y;
+        let pics = measured.operator.measurement_picture(y);
+        let measured_imgs = pics
+            .map(|(data, shape)| images::from_model_shape(&data, shape))
+            .transpose()?;
+        let naive = measured.operator.naive_estimate(y);
+        let baseline_residuals = residuals(measured.operator.as_ref(), y, &naive)?;
+        let baselines = images::from_model(&naive, batch.len(), h, w)?;
+        let setup = started.elapsed().as_secs_f64();
+        let mut results: Vec<Vec<RgbImage>> = Vec::new();
+        let mut kept: Vec<(Vec<f64>, Vec<usize>)> = Vec::new();
+        let mut seconds = Vec::new();
+        for v in ctx.variants {
             let started = Instant::now();
-            let x = images::to_model_batch(batch)?;
-            let shape = [batch.len(), 3, h, w];
-            let measured = simulate(gpu, &task, shape, &x, args.seed, item as u64)?;
-            let params = measured.operator.parameters();
-            let y = &measured.y;
-            let pics = measured.operator.measurement_picture(y);
-            let measured_imgs = pics
-                .map(|(data, shape)| images::from_model_shape(&data, shape))
-                .transpose()?;
-            let naive = measured.operator.naive_estimate(y);
-            let baseline_residuals = residuals(measured.operator.as_ref(), y, &naive)?;
-            let baselines = images::from_model(&naive, batch.len(), h, w)?;
-            let setup = started.elapsed().as_secs_f64();
-            let mut results: Vec<Vec<RgbImage>> = Vec::new();
-            let mut kept: Vec<(Vec<f64>, Vec<usize>)> = Vec::new();
-            let mut seconds = Vec::new();
-            for v in &variants {
-                let started = Instant::now();
-                // Each variant (and restart) restores from the same measurement and the same
-                // seed; the solver takes the operator, so each run simulates the (identical)
-                // measurement again, and `measured` judges the results.
-                let measure = || simulate(gpu, &task, shape, &x, args.seed, item as u64);
-                let bar = progress_bar(
-                    steps * args.restarts,
-                    &format!("{} {} ({}x{})", v.label, image_name(&files[item]), h, w),
-                );
-                let cfg = v.equireg.as_ref().map(|c| (c, mpe.as_ref()));
-                let best = restore_best_of(
-                    gpu,
-                    &unet,
-                    &task,
-                    &measured,
-                    measure,
-                    &settings,
-                    cfg,
-                    item as u32,
-                    args.restarts,
-                    |r, k, _| bar.set_position((r * steps + k) as u64 + 1),
-                )?;
-                bar.finish_and_clear();
-                zeta_used = best.zeta;
-                seconds.push((setup + started.elapsed().as_secs_f64()) / batch.len() as f64);
-                results.push(images::from_model(&best.x, batch.len(), h, w)?);
-                kept.push((best.residuals, best.chosen));
+            // Each variant (and restart) restores from the same measurement and the same
+            // seed; the solver takes the operator, so each run simulates the (identical)
+            // measurement again, and `measured` judges the results.
+            let measure = || simulate(gpu, task, shape, &x, args.seed, item as u64);
+            let bar = progress_bar(
+                steps * args.restarts,
+                &format!("{} {} ({}x{})", v.label, names[item], h, w),
+            );
+            let cfg = v.equireg.as_ref().map(|c| (c, ctx.mpe));
+            let best = restore_best_of(
+                gpu,
+                ctx.unet,
+                task,
+                &measured,
+                measure,
+                ctx.settings,
+                cfg,
+                item as u32,
+                args.restarts,
+                |r, k, _| bar.set_position((r * steps + k) as u64 + 1),
+            )
+            .with_context(|| format!("{} on {}", v.label, names[item..end].join(", ")))?;
+            bar.finish_and_clear();
+            *zeta_used = best.zeta;
+            seconds.push((setup + started.elapsed().as_secs_f64()) / batch.len() as f64);
+            results.push(images::from_model(&best.x, batch.len(), h, w)?);
+            kept.push((best.residuals, best.chosen));
+        }
+        for (k, gt) in batch.iter().enumerate() {
+            let name = &names[item + k];
+            let dir = out.folder(name)?;
+            let pic = measured_imgs.as_ref().map(|v| &v[k]);
+            let restored: Vec<Result<RgbImage, String>> = results
+                .iter()
+                .map(|r| checked_result(r[k].clone()))
+                .collect();
+            let baseline = &baselines[k];
+            let shown: Vec<Option<RgbImage>> =
+                restored.iter().map(|r| r.as_ref().ok().cloned()).collect();
+            write_image_outputs(&dir, Some(gt), pic, baseline, ctx.variants, &shown)?;
+            for (pname, pshape, pdata) in &params {
+                npy::write_f32(&dir.join(format!("{pname}.npy")), pshape, pdata)?;
             }
-            for (k, gt) in batch.iter().enumerate() {
-                let name = image_name(&files[item + k]);
-                let dir = args.out.join(&name);
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                let pic = measured_imgs.as_ref().map(|v| &v[k]);
-                let restored: Vec<RgbImage> = results.iter().map(|r| r[k].clone()).collect();
-                let baseline = &baselines[k];
-                write_image_outputs(
-                    &args.out,
-                    &name,
-                    Some(gt),
-                    pic,
-                    baseline,
-                    &variants,
-                    &restored,
-                )?;
-                for (pname, pshape, pdata) in &params {
-                    npy::write_f32(&dir.join(format!("{pname}.npy")), pshape, pdata)?;
+            let psnr_measurement = match pic {
+                Some(p) if p.height == gt.height && p.width == gt.width => {
+                    Some(metrics::psnr(p, gt)?)
                 }
-                let psnr_measurement = match pic {
-                    Some(p) if p.height == gt.height && p.width == gt.width => {
-                        Some(metrics::psnr(p, gt)?)
-                    }
-                    _ => None,
+                _ => None,
+            };
+            records.push(Record {
+                name: name.clone(),
+                solver: "baseline",
+                psnr: Some(metrics::psnr(baseline, gt)?),
+                ssim: Some(metrics::ssim(baseline, gt)?),
+                psnr_measurement,
+                residual: Some(baseline_residuals[k]),
+                restart: None,
+                seconds: 0.0,
+                failure: None,
+            });
+            for (vi, v) in ctx.variants.iter().enumerate() {
+                let (psnr, ssim, failure) = match &restored[vi] {
+                    Ok(img) => (
+                        Some(metrics::psnr(img, gt)?),
+                        Some(metrics::ssim(img, gt)?),
+                        None,
+                    ),
+                    Err(why) => (None, None, Some(why.clone())),
                 };
-                records.push(Record {
+                let rec = Record {
                     name: name.clone(),
-                    solver: "baseline",
-                    psnr: Some(metrics::psnr(baseline, gt)?),
-                    ssim: Some(metrics::ssim(baseline, gt)?),
+                    solver: v.label,
+                    psnr,
+                    ssim,
                     psnr_measurement,
-                    residual: Some(baseline_residuals[k]),
-                    restart: None,
-                    seconds: 0.0,
-                });
-                for (vi, v) in variants.iter().enumerate() {
-                    let rec = Record {
-                        name: name.clone(),
-                        solver: v.label,
-                        psnr: Some(metrics::psnr(&restored[vi], gt)?),
-                        ssim: Some(metrics::ssim(&restored[vi], gt)?),
-                        psnr_measurement,
-                        residual: Some(kept[vi].0[k]),
-                        restart: (args.restarts > 1).then_some(kept[vi].1[k]),
-                        seconds: seconds[vi],
-                    };
-                    eprintln!(
+                    residual: failure.is_none().then_some(kept[vi].0[k]),
+                    restart: (args.restarts > 1).then_some(kept[vi].1[k]),
+                    seconds: seconds[vi],
+                    failure,
+                };
+                match &rec.failure {
+                    None => eprintln!(
                         "{} [{}]: PSNR {:.2} dB, SSIM {:.4}, {:.1} s",
                         rec.name,
                         rec.solver,
                         rec.psnr.unwrap_or(f64::NAN),
                         rec.ssim.unwrap_or(f64::NAN),
                         rec.seconds
-                    );
-                    records.push(rec);
+                    ),
+                    Some(f) => eprintln!("{} [{}]: not written: {f}", rec.name, rec.solver),
                 }
+                records.push(rec);
             }
-            item = end;
+        }
+        item = end;
+        if item < files.len() {
+            // The finished images' metrics, in case a later batch never finishes.
+            write_metrics(out, records, &header(*zeta_used), false, None)?;
         }
     }
-    let run = RunHeader {
-        task: &task.name,
-        seed: args.seed,
-        steps,
-        zeta: zeta_used,
-        adapter: &adapter,
-        equireg: (!args.no_equireg).then(|| equireg_cfg.settings()),
-    };
-    write_metrics(&args.out, &records, &run)?;
-    eprintln!("wrote {}", args.out.display());
     Ok(())
 }
 
@@ -481,14 +681,14 @@ fn restore_measurement(
     multiple: usize,
     steps: usize,
     restarts: usize,
-    out: &Path,
+    dir: &Path,
     name: &str,
 ) -> anyhow::Result<FromMeasurement> {
     let is_npy = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     let (y_shape, y) = if is_npy {
-        let (s, d) = npy::read_f32(path)?;
+        let (s, d) = npy::read_f32_finite(path)?;
         if s.len() != 4 || s[0] != 1 || s[1] != 3 {
             bail!(
                 "{}: a measurement .npy must be float32 [1, 3, h, w], got {s:?}",
@@ -518,13 +718,8 @@ fn restore_measurement(
             operator.output_shape()
         );
     }
-    std::fs::create_dir_all(out.join(name))?;
     for (pname, pshape, pdata) in operator.parameters() {
-        npy::write_f32(
-            &out.join(name).join(format!("{pname}.npy")),
-            &pshape,
-            &pdata,
-        )?;
+        npy::write_f32(&dir.join(format!("{pname}.npy")), &pshape, &pdata)?;
     }
     let pic = operator
         .measurement_picture(&y)
@@ -568,17 +763,16 @@ fn restore_measurement(
     })
 }
 
+/// The image outputs of one input in its folder `dir`; a result that is `None` (not
+/// written: it diverged) is left out of the files and the grid.
 fn write_image_outputs(
-    out: &Path,
-    name: &str,
+    dir: &Path,
     gt: Option<&RgbImage>,
     measurement: Option<&RgbImage>,
     baseline: &RgbImage,
     variants: &[Variant],
-    restored: &[RgbImage],
+    restored: &[Option<RgbImage>],
 ) -> anyhow::Result<()> {
-    let dir = out.join(name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut panels: Vec<&RgbImage> = Vec::new();
     if let Some(g) = gt {
         panels.push(g);
@@ -595,25 +789,53 @@ fn write_image_outputs(
         } else {
             format!("restored_{}.png", v.suffix())
         };
-        images::save_png(&dir.join(file), r)?;
-        panels.push(r);
+        if let Some(r) = r {
+            images::save_png(&dir.join(file), r)?;
+            panels.push(r);
+        }
     }
     images::save_png(&dir.join("grid.png"), &images::grid(&panels, 4)?)?;
     Ok(())
 }
 
 /// What metrics.json says of the whole run.
-struct RunHeader<'a> {
-    task: &'a str,
+struct RunHeader {
+    task: String,
     seed: u64,
     steps: usize,
     zeta: f64,
-    adapter: &'a str,
+    adapter: String,
     /// The regularizer's full settings (`key=value,...`), when DPS+EquiReg ran.
     equireg: Option<String>,
 }
 
-fn write_metrics(out: &Path, records: &[Record], run: &RunHeader) -> anyhow::Result<()> {
+/// One row of metrics.csv.
+#[derive(serde::Serialize)]
+struct CsvRow<'a> {
+    name: &'a str,
+    solver: &'a str,
+    task: &'a str,
+    seed: u64,
+    steps: usize,
+    zeta: f64,
+    psnr: String,
+    ssim: String,
+    psnr_measurement: String,
+    residual: String,
+    restart: Option<usize>,
+    seconds: String,
+    failure: Option<&'a str>,
+}
+
+/// metrics.json and metrics.csv of the records so far, each written atomically. `complete`:
+/// the run finished (false while it runs, and when it stopped at `error`).
+fn write_metrics(
+    out: &mut OutDir,
+    records: &[Record],
+    run: &RunHeader,
+    complete: bool,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
     let RunHeader {
         task,
         seed,
@@ -621,7 +843,7 @@ fn write_metrics(out: &Path, records: &[Record], run: &RunHeader) -> anyhow::Res
         zeta,
         adapter,
         ..
-    } = *run;
+    } = run;
     let mean = |f: &dyn Fn(&Record) -> Option<f64>| {
         let v: Vec<f64> = records.iter().filter_map(f).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -655,37 +877,43 @@ fn write_metrics(out: &Path, records: &[Record], run: &RunHeader) -> anyhow::Res
             json!({
                 "name": r.name, "solver": r.solver, "psnr": r.psnr, "ssim": r.ssim,
                 "psnr_measurement": r.psnr_measurement, "residual": r.residual,
-                "restart": r.restart, "seconds": r.seconds,
+                "restart": r.restart, "seconds": r.seconds, "failure": r.failure,
             })
         })
         .collect();
     let doc = json!({
         "task": task, "seed": seed, "steps": steps, "zeta": zeta, "adapter": adapter,
         "equireg": run.equireg,
+        "complete": complete,
+        "error": error,
         "images": per,
         "mean": means,
     });
-    write_atomic(
-        &out.join("metrics.json"),
-        serde_json::to_string_pretty(&doc)?.as_bytes(),
-    )?;
+    let json_path = out.file("metrics.json")?;
+    write_atomic(&json_path, serde_json::to_string_pretty(&doc)?.as_bytes())
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let mut csv = String::from(
-        "name,solver,task,seed,steps,zeta,psnr,ssim,psnr_measurement,residual,restart,seconds\n",
-    );
+    let mut csv = csv::Writer::from_writer(Vec::new());
     for r in records {
-        csv += &format!(
-            "{},{},{task},{seed},{steps},{zeta},{},{},{},{},{},{:.3}\n",
-            r.name,
-            r.solver,
-            fmt(r.psnr),
-            fmt(r.ssim),
-            fmt(r.psnr_measurement),
-            fmt(r.residual),
-            r.restart.map(|v| v.to_string()).unwrap_or_default(),
-            r.seconds
-        );
+        csv.serialize(CsvRow {
+            name: &r.name,
+            solver: r.solver,
+            task,
+            seed: *seed,
+            steps: *steps,
+            zeta: *zeta,
+            psnr: fmt(r.psnr),
+            ssim: fmt(r.ssim),
+            psnr_measurement: fmt(r.psnr_measurement),
+            residual: fmt(r.residual),
+            restart: r.restart,
+            seconds: format!("{:.3}", r.seconds),
+            failure: r.failure.as_deref(),
+        })?;
     }
-    write_atomic(&out.join("metrics.csv"), csv.as_bytes())?;
+    let bytes = csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let csv_path = out.file("metrics.csv")?;
+    write_atomic(&csv_path, &bytes)
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
     Ok(())
 }

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
 use clap::Args;
 use equireg::images;
 use equireg::schedule::Sampler;
@@ -11,6 +10,8 @@ use equireg::solver::{DiffusionConfig, Solver};
 use equireg_gpu::Gpu;
 use equireg_nn::{UNet, Weights};
 
+use crate::checks;
+use crate::outdir::OutDir;
 use crate::unet_cmd::load_config;
 
 #[derive(Args)]
@@ -41,32 +42,38 @@ pub struct SampleArgs {
     /// Image side (default: the model's image_size)
     #[arg(long)]
     size: Option<usize>,
-    /// Output folder: sample_{k}.png and grid.png
+    /// Output folder: sample_{k}.png and grid.png. It must be empty or new, unless --overwrite
     #[arg(long)]
     out: PathBuf,
+    /// Reuse a non-empty --out: first remove what the earlier equireg run recorded in its
+    /// manifest, nothing else
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(args: &SampleArgs, gpu: &Gpu) -> anyhow::Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
+    checks::at_least_one("--batch", args.batch)?;
+    let sampler = Sampler::parse(&args.sampler, args.eta)?;
+    if let Some(s) = args.size {
+        checks::side("--size", s)?;
     }
+    equireg::schedule::space_timesteps(1000, args.steps.trim())?;
     let config = load_config(args.preset.as_deref(), args.config.as_ref())?;
     let unet = UNet::new(gpu, &config, &Weights::load(&args.weights)?)?;
     let size = args.size.unwrap_or(config.image_size);
     let mut diffusion = DiffusionConfig::for_model(&config, args.steps.trim());
-    diffusion.sampler = Sampler::parse(&args.sampler, args.eta)?;
+    diffusion.sampler = sampler;
     let mut solver = Solver::new(gpu, &unet, [args.batch, size, size], &diffusion, None)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut dir = OutDir::open(&args.out, args.overwrite, "sample")?;
     solver.begin(args.seed, 0)?;
     let started = std::time::Instant::now();
     let out = solver.run(|_| Ok(()))?;
     let imgs = images::from_model(&out, args.batch, size, size)?;
     for (k, img) in imgs.iter().enumerate() {
-        images::save_png(&args.out.join(format!("sample_{k}.png")), img)?;
+        images::save_png(&dir.file(&format!("sample_{k}.png"))?, img)?;
     }
     let refs: Vec<&images::RgbImage> = imgs.iter().collect();
-    images::save_png(&args.out.join("grid.png"), &images::grid(&refs, 4)?)?;
+    images::save_png(&dir.file("grid.png")?, &images::grid(&refs, 4)?)?;
     eprintln!(
         "{} samples of {size}x{size} in {:.1} s ({} steps); wrote {}",
         args.batch,

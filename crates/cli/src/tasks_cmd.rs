@@ -63,10 +63,9 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
 
 /// One task as JSON; `equireg` is the settings string a restore run records in metrics.json.
 fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
-    let equireg = task
-        .equireg
-        .config(args.equireg.as_deref().unwrap_or(""))?
-        .settings();
+    let config = task.equireg.config(args.equireg.as_deref().unwrap_or(""))?;
+    config.check_steps(args.steps)?;
+    let equireg = config.settings();
     Ok(json!({
         "name": task.name,
         "description": task.description,

@@ -50,7 +50,7 @@ pub fn load_config(preset: Option<&str>, config: Option<&PathBuf>) -> anyhow::Re
 
 pub fn run(args: &UnetArgs, gpu: &Gpu) -> anyhow::Result<()> {
     let config = load_config(args.preset.as_deref(), args.config.as_ref())?;
-    let (xs, x) = npy::read_f32(&args.input)?;
+    let (xs, x) = npy::read_f32_finite(&args.input)?;
     let (ts, t) = npy::read_int(&args.t)?;
     if xs.len() != 4 || xs[1] != config.in_channels {
         bail!(
@@ -72,7 +72,7 @@ pub fn run(args: &UnetArgs, gpu: &Gpu) -> anyhow::Result<()> {
     let cotangent = match &args.vjp {
         None => None,
         Some(path) => {
-            let (vs, v) = npy::read_f32(path)?;
+            let (vs, v) = npy::read_f32_finite(path)?;
             let want = [xs[0], config.model_out_channels(), xs[2], xs[3]];
             if vs != want {
                 bail!(

@@ -620,3 +620,365 @@ fn bench_restore_profiles_a_step_where_equireg_fires() {
         "{v}"
     );
 }
+
+// ---- Input and output integrity (issue: bad input and output integrity) ----
+
+/// A fresh, empty scratch folder for one test.
+fn fresh(name: &str) -> PathBuf {
+    let d = tmp(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `restore` on the tiny32 fixture with `extra` arguments.
+fn restore_tiny(extra: &[&str]) -> std::process::Output {
+    let w = fixture("unet/tiny32-32-b2/weights.safetensors");
+    equireg()
+        .args(["restore", "--preset", "tiny32", "--weights"])
+        .arg(&w)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn restore_fails_with(extra: &[&str], needle: &str) {
+    let w = fixture("unet/tiny32-32-b2/weights.safetensors");
+    let mut args = vec!["restore", "--preset", "tiny32", "--weights"];
+    let ws = w.to_string_lossy().into_owned();
+    args.push(&ws);
+    args.extend_from_slice(extra);
+    fails_with(&args, needle);
+}
+
+#[test]
+fn restore_never_writes_outside_out_and_refuses_colliding_names() {
+    let root = fresh("names");
+    let inputs = root.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let out = root.join("out");
+    // "...png" has the stem "..": its folder would be out/.., outside --out.
+    image::RgbImage::from_fn(32, 32, |x, _| image::Rgb([x as u8, 0, 0]))
+        .save_with_format(inputs.join("...png"), image::ImageFormat::Png)
+        .unwrap();
+    let o = out.to_string_lossy().into_owned();
+    let i = inputs.to_string_lossy().into_owned();
+    restore_fails_with(
+        &["--task", "sr4", "--input", &i, "--out", &o],
+        "is refused: it names a folder",
+    );
+    assert!(!out.exists(), "nothing written on a refused name");
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        1,
+        "nothing written beside --out"
+    );
+    // Two files that share one output folder (other extension) are refused, naming both.
+    std::fs::remove_file(inputs.join("...png")).unwrap();
+    for f in ["a.png", "a.jpg"] {
+        image::RgbImage::from_fn(32, 32, |x, _| image::Rgb([x as u8, 9, 0]))
+            .save(inputs.join(f))
+            .unwrap();
+    }
+    restore_fails_with(
+        &["--task", "sr4", "--input", &i, "--out", &o],
+        "would both write to the output folder \"a\"",
+    );
+    assert!(!out.exists());
+    // So are names that differ only in case (one folder on a case-insensitive file system).
+    std::fs::rename(inputs.join("a.jpg"), inputs.join("A.png")).unwrap();
+    restore_fails_with(
+        &["--task", "sr4", "--input", &i, "--out", &o],
+        "differ only in extension or case",
+    );
+}
+
+#[test]
+fn bad_numeric_settings_are_refused_by_name_before_any_work() {
+    let root = fresh("settings");
+    let good = test_png("settings-good.png", 32, 32);
+    let small = test_png("settings-small.png", 8, 8);
+    let oblong = test_png("settings-oblong.png", 32, 16);
+    let g = good.to_string_lossy().into_owned();
+    let out = root.join("out");
+    let o = out.to_string_lossy().into_owned();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--eta", "NaN"], "--eta"),
+        (&["--sampler", "ddim", "--eta=-1"], "--eta"),
+        (&["--zeta", "inf"], "--zeta"),
+        (&["--zeta=-2"], "--zeta"),
+        (&["--set", "noise.sigma=inf"], "noise.sigma"),
+        (&["--set", "noise.sigma=nan"], "noise.sigma"),
+        (&["--set", "dps.zeta=inf"], "dps.zeta"),
+        (&["--batch", "0"], "--batch"),
+        (&["--equireg", "group=shift:0"], "only the identity"),
+        (&["--equireg", "alpha=inf"], "alpha"),
+        (
+            &["--steps", "4", "--equireg", "schedule=cutoff,cutoff=4"],
+            "never fire",
+        ),
+        (&["--equireg", "cutoff=-3"], "cutoff"),
+        (&["--resize", "100000x100000"], "too large"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["--task", "sr4", "--input", &g, "--out", &o];
+        args.extend_from_slice(extra);
+        restore_fails_with(&args, needle);
+    }
+    // Checks that need the images, still before the first step.
+    restore_fails_with(
+        &[
+            "--task",
+            "sr4",
+            "--input",
+            &small.to_string_lossy(),
+            "--out",
+            &o,
+        ],
+        "SSIM needs images of at least 11x11",
+    );
+    restore_fails_with(
+        &[
+            "--task",
+            "sr4",
+            "--equireg",
+            "group=rot90,mpe=denoiser",
+            "--input",
+            &oblong.to_string_lossy(),
+            "--out",
+            &o,
+        ],
+        "not square",
+    );
+    assert!(!out.exists(), "a refused run writes nothing");
+    // The other commands refuse the same way.
+    fails_with(
+        &["tasks", "--equireg", "group=hflip*hflip"],
+        "only the identity",
+    );
+    fails_with(
+        &[
+            "tasks",
+            "sr4",
+            "--steps",
+            "10",
+            "--equireg",
+            "schedule=cutoff,cutoff=10",
+        ],
+        "never fire",
+    );
+    fails_with(&["tasks", "sr4", "--set", "noise.sigma=inf"], "noise.sigma");
+    fails_with(
+        &["bench", "unet", "--preset", "tiny32", "--min-time", "inf"],
+        "--min-time",
+    );
+    fails_with(
+        &["bench", "unet", "--preset", "tiny32", "--min-reps", "0"],
+        "--min-reps",
+    );
+    fails_with(&["bench", "restore", "--size", "0"], "--size");
+    let imgs = fresh("settings-imgs");
+    test_png("settings-imgs/a.png", 32, 32);
+    let im = imgs.to_string_lossy().into_owned();
+    fails_with(
+        &["mpe-check", "--images", &im, "--noise", "nan", "--out", &o],
+        "--noise",
+    );
+    fails_with(
+        &[
+            "mpe-check",
+            "--images",
+            &im,
+            "--groups",
+            "hflip,shift:0",
+            "--out",
+            &o,
+        ],
+        "only the identity",
+    );
+    fails_with(
+        &["mpe-check", "--images", &im, "--size", "0", "--out", &o],
+        "--size",
+    );
+    let w = fixture("unet/tiny32-32-b2/weights.safetensors");
+    fails_with(
+        &[
+            "sample",
+            "--preset",
+            "tiny32",
+            "--weights",
+            &w.to_string_lossy(),
+            "--eta",
+            "inf",
+            "--out",
+            &o,
+        ],
+        "--eta",
+    );
+    assert!(!out.exists(), "a refused run writes nothing");
+}
+
+#[test]
+fn corrupt_files_are_errors_that_name_the_file() {
+    let root = fresh("corrupt");
+    let o = root.join("out").to_string_lossy().into_owned();
+    // A truncated JPEG (the lenient decoder would fill the rest with gray).
+    let img = image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([((x * 31) ^ (y * 17)) as u8, (x * y) as u8, 5])
+    });
+    let mut jpg = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut jpg),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let cut = root.join("cut.jpg");
+    std::fs::write(&cut, &jpg[..jpg.len() * 2 / 3]).unwrap();
+    let c = cut.to_string_lossy().into_owned();
+    restore_fails_with(&["--task", "sr4", "--input", &c, "--out", &o], "cut.jpg");
+    restore_fails_with(
+        &["--task", "sr4", "--input", &c, "--out", &o],
+        "truncated or corrupt",
+    );
+    // A device as weights would be read forever: refused as not a regular file.
+    fails_with(
+        &[
+            "restore",
+            "--task",
+            "sr4",
+            "--preset",
+            "tiny32",
+            "--weights",
+            "/dev/zero",
+            "--input",
+            &c,
+            "--out",
+            &o,
+        ],
+        "/dev/zero: not a regular file",
+    );
+    // .npy: NaN in the input, a shape that overflows, a shape larger than the data.
+    let dir = fixture("unet/tiny32-32-b2");
+    let (xs, mut x) = equireg_nn::npy::read_f32(&dir.join("x.npy")).unwrap();
+    x[3] = f32::NAN;
+    let nan = root.join("nan.npy");
+    equireg_nn::npy::write_f32(&nan, &xs, &x).unwrap();
+    let unet = |input: &PathBuf, needle: &str| {
+        fails_with(
+            &[
+                "unet",
+                "--preset",
+                "tiny32",
+                "--weights",
+                &dir.join("weights.safetensors").to_string_lossy(),
+                "--input",
+                &input.to_string_lossy(),
+                "--t",
+                &dir.join("t.npy").to_string_lossy(),
+                "--out",
+                &root.join("y.npy").to_string_lossy(),
+            ],
+            needle,
+        )
+    };
+    unet(&nan, "nan.npy: 1 of");
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, \
+                      4294967296, 4294967296, 2), }"
+        .to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0; 64]);
+    let huge = root.join("huge.npy");
+    std::fs::write(&huge, &bytes).unwrap();
+    unet(&huge, "huge.npy: shape");
+    assert!(!root.join("y.npy").exists());
+    // A bad WGPU_BACKEND says so (instead of "no adapter found").
+    let o = equireg()
+        .env("WGPU_BACKEND", "bogus")
+        .args(["devices"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("WGPU_BACKEND 'bogus'"), "{err}");
+}
+
+#[test]
+fn a_reused_out_is_refused_locked_or_cleaned_never_mixed() {
+    let root = fresh("reuse");
+    let out = root.join("out");
+    let o = out.to_string_lossy().into_owned();
+    // A name with a comma and a quote: metrics.csv must quote it.
+    let first = root.join("a,\"b.png");
+    image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 7) as u8, (y * 7) as u8, 1]))
+        .save(&first)
+        .unwrap();
+    let second = test_png("reuse/second.png", 32, 32);
+    let run = |input: &PathBuf, extra: &[&str]| {
+        let mut a = vec!["--task", "sr4", "--steps", "2", "--no-equireg", "--out", &o];
+        a.extend_from_slice(extra);
+        let i = input.to_string_lossy().into_owned();
+        let mut all: Vec<&str> = a.clone();
+        all.extend(["--input", &i]);
+        restore_tiny(&all)
+    };
+    let r = run(&first, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(csv.contains("\n\"a,\"\"b\",baseline,"), "{csv}");
+    assert!(!out.join(".equireg.lock").exists(), "the lock is released");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["complete"], true);
+    // Reused without --overwrite: refused, the first run's outputs untouched.
+    let r = run(&second, &[]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("is not empty"), "{err}");
+    assert!(out.join("a,\"b/restored.png").is_file());
+    // While another run holds the lock: refused, even with --overwrite.
+    std::fs::write(out.join(".equireg.lock"), "4242\n").unwrap();
+    let r = run(&second, &["--overwrite"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("another equireg run (process 4242)"),
+        "{err}"
+    );
+    std::fs::remove_file(out.join(".equireg.lock")).unwrap();
+    // A folder the user put there under an image's name is never written into.
+    std::fs::create_dir_all(out.join("second")).unwrap();
+    std::fs::write(out.join("second/mine.txt"), "keep").unwrap();
+    let r = run(&second, &["--overwrite"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("was not written by this run"),
+        "{err}"
+    );
+    assert!(out.join("second/mine.txt").is_file());
+    std::fs::remove_dir_all(out.join("second")).unwrap();
+    // With --overwrite: the earlier run's outputs go, unrelated files stay, and the metrics
+    // describe this run's image only.
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let r = run(&second, &["--overwrite"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        !out.join("a,\"b").exists(),
+        "the earlier run's folder is removed"
+    );
+    assert!(
+        out.join("notes.txt").is_file(),
+        "files equireg did not write stay"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for r in m["images"].as_array().unwrap() {
+        assert_eq!(r["name"], "second", "{m}");
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(!csv.contains("\"a,"), "{csv}");
+}

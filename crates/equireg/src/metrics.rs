@@ -25,6 +25,9 @@ const TRUNCATE: f64 = 3.5;
 const K1: f64 = 0.01;
 const K2: f64 = 0.03;
 
+/// The side of SSIM's Gaussian window (11): images smaller than this cannot be scored.
+pub const SSIM_WINDOW: usize = 11;
+
 fn check_pair(a: &RgbImage, b: &RgbImage, what: &str) -> Result<()> {
     a.check()?;
     b.check()?;
@@ -204,4 +207,12 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> Result<f64> {
     } else {
         (num / den).sqrt()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_window_constant_is_the_kernel_length() {
+        assert_eq!(super::gaussian_kernel().len(), super::SSIM_WINDOW);
+    }
 }

@@ -156,7 +156,8 @@ impl Group {
         })
     }
 
-    fn needs_square(&self) -> bool {
+    /// Whether an element of the group needs square images (a rotation by 90 or 270 degrees).
+    pub fn needs_square(&self) -> bool {
         self.elements.iter().any(|d| d.needs_square())
     }
 }
