@@ -24,6 +24,8 @@ use equireg_gpu::Gpu;
 use equireg_nn::{UNet, UNetConfig, Weights, io::write_atomic, npy};
 use serde_json::json;
 
+use crate::outdir::OutDir;
+
 #[derive(Args)]
 #[command(after_long_help = "\
 INPUT: CASES.npy, float32 [N, 2, H, W] in physical units: channel 0 the coefficient (Darcy's a, \
@@ -57,9 +59,12 @@ pub struct PdeArgs {
     /// The cases: float32 .npy [N, 2, H, W], physical units
     #[arg(long)]
     input: PathBuf,
-    /// Output folder
+    /// Output folder; it must be empty or new, unless --overwrite
     #[arg(long)]
     out: PathBuf,
+    /// Reuse a non-empty --out: remove what an earlier run recorded writing there first
+    #[arg(long)]
+    overwrite: bool,
     /// Sampling steps (respaced from 1000), or a respacing like "ddim50"
     #[arg(long, default_value = "100")]
     steps: String,
@@ -211,8 +216,7 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
         Some(cfg) => Some(mpe::from_spec(gpu, &cfg.mpe, &unet)?),
         None => None,
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut out = OutDir::open(&args.out, args.overwrite, "pde")?;
     let truth_phys = cases.clone();
     prior.norm.to_model(&mut cases, plane);
 
@@ -283,9 +287,7 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
         for k in 0..count {
             let index = start + k;
             let name = case_name(index);
-            let dir = args.out.join(&name);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let dir = out.folder(&name)?;
             let sl = k * 2 * plane..(k + 1) * 2 * plane;
             let truth = &truth_phys[(start + k) * 2 * plane..(start + k + 1) * 2 * plane];
             npy::write_f32(&dir.join("observed.npy"), &[2, h, w], &mask[sl.clone()])?;
@@ -326,6 +328,7 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
         start += count;
     }
     write_metrics(
+        &mut out,
         args,
         problem,
         observe,
@@ -365,7 +368,9 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_metrics(
+    out: &mut OutDir,
     args: &PdeArgs,
     problem: Problem,
     observe: Observe,
@@ -387,23 +392,15 @@ fn write_metrics(
         "residual_weight": args.residual,
         "cases": rows,
     });
-    let path = args.out.join("metrics.json");
+    let path = out.file("metrics.json")?;
     write_atomic(&path, serde_json::to_string_pretty(&doc)?.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    let mut csv = String::from("case,index,method,rel_l2_a,rel_l2_u,error_rate_a\n");
+    let mut csv = csv::Writer::from_writer(Vec::new());
     for r in rows {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            r.case,
-            r.index,
-            r.method,
-            r.rel_l2_a,
-            r.rel_l2_u,
-            r.error_rate_a.map(|v| v.to_string()).unwrap_or_default()
-        ));
+        csv.serialize(r)?;
     }
-    let path = args.out.join("metrics.csv");
-    write_atomic(&path, csv.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let bytes = csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = out.file("metrics.csv")?;
+    write_atomic(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

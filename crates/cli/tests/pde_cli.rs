@@ -125,6 +125,35 @@ fn pde_writes_the_contract_outputs_for_every_case_and_method() {
         );
     }
     assert!(!out2.join("case-0000/reconstruction_equireg.npy").exists());
+
+    // A reused --out is refused without --overwrite; with it, the earlier run's files go.
+    let o = pde(
+        &input,
+        &out2,
+        &["--observe", "u", "--points", "123", "--steps", "2"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    let one = cases(1, "one-of-two.npy");
+    let o = pde(
+        &one,
+        &out2,
+        &[
+            "--observe",
+            "u",
+            "--points",
+            "123",
+            "--steps",
+            "2",
+            "--overwrite",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out2.join("case-0000").is_dir());
+    assert!(
+        !out2.join("case-0001").exists(),
+        "the earlier run's second case is left behind"
+    );
 }
 
 #[test]

@@ -151,7 +151,11 @@ impl FieldNorm {
             scale: f.scale,
         };
         let finite = norm.mean.iter().chain(&norm.std).all(|v| v.is_finite());
-        if !finite || norm.std.iter().any(|s| *s <= 0.0) || !(norm.scale > 0.0) {
+        if !finite
+            || norm.std.iter().any(|s| *s <= 0.0)
+            || !norm.scale.is_finite()
+            || norm.scale <= 0.0
+        {
             return Err(Error::invalid(format!(
                 "{origin}: the normalisation needs finite means and positive stds and scale, got \
                  {norm:?}"

@@ -68,7 +68,7 @@ fn params(op: &'static str, x: &Tensor, p: &DarcyResidualParams) -> Result<Param
     let values = [
         p.a_mean, p.a_scale, p.u_mean, p.u_scale, p.spacing, p.weight, p.delta,
     ];
-    if values.iter().any(|v| !v.is_finite()) || !(p.spacing > 0.0) || p.delta < 0.0 {
+    if values.iter().any(|v| !v.is_finite()) || p.spacing <= 0.0 || p.delta < 0.0 {
         return Err(GpuError::shape(
             op,
             format!("settings must be finite, spacing > 0 and delta >= 0: {p:?}"),
