@@ -176,7 +176,7 @@ fn pde_refuses_bad_input_with_one_clear_line() {
             "--equireg needs --compare",
         ),
         (
-            vec!["--observe", "a", "--zeta", "-1", "--steps", "2"],
+            vec!["--observe", "a", "--zeta=-1", "--steps", "2"],
             None,
             "--zeta",
         ),
