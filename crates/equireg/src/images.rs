@@ -105,8 +105,12 @@ pub fn check_size(what: &str, h: usize, w: usize) -> Result<()> {
 /// f64, as numpy's `(u8 / 255).astype(float32)`), a 16-bit one `f32(v / 65535)`. Only a regular
 /// file is read; a truncated or corrupt file is an error (see [`decode_rgb`]).
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes = equireg_nn::io::read_file(path).map_err(Error::Invalid)?;
-    decode_rgb(&bytes).map_err(|e| match e {
+    let shown = format!("{}: ", path.display());
+    let bytes = equireg_nn::io::read_file(path)
+        .map_err(|m| Error::io(path, m.strip_prefix(&shown).unwrap_or(&m)))?;
+    // The name's extension is the fallback format, so that unrecognised content is decoded
+    // as what the name says and the error says why it does not decode.
+    decode_with_hint(&bytes, image::ImageFormat::from_path(path).ok()).map_err(|e| match e {
         Error::Invalid(m) => Error::io(path, m),
         other => other,
     })
@@ -118,9 +122,19 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 /// a PNG decoder already refuses truncated data. Sizes beyond [`MAX_SIDE`] or [`MAX_PIXELS`] are
 /// refused from the header, before the pixels are allocated.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::invalid(format!("cannot read the image: {e}")))?;
+    decode_with_hint(bytes, None)
+}
+
+fn decode_with_hint(bytes: &[u8], hint: Option<image::ImageFormat>) -> Result<RgbImage> {
+    let open = |bytes| {
+        let mut r = ImageReader::new(std::io::Cursor::new(bytes));
+        if let Some(f) = hint {
+            r.set_format(f);
+        }
+        r.with_guessed_format()
+            .map_err(|e| Error::invalid(format!("cannot read the image: {e}")))
+    };
+    let mut reader = open(bytes)?;
     match reader.format() {
         Some(image::ImageFormat::Png) => {}
         Some(image::ImageFormat::Jpeg) => check_jpeg_strict(bytes)?,
@@ -139,13 +153,15 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
     limits.max_image_width = Some(MAX_SIDE as u32);
     limits.max_image_height = Some(MAX_SIDE as u32);
     reader.limits(limits.clone());
+    let format = reader.format();
     let (w, h) = reader
         .into_dimensions()
         .map_err(|e| Error::invalid(format!("cannot decode the image (corrupt?): {e}")))?;
     check_size("the image", h as usize, w as usize)?;
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::invalid(format!("cannot read the image: {e}")))?;
+    let mut reader = open(bytes)?;
+    if let Some(f) = format {
+        reader.set_format(f);
+    }
     reader.limits(limits);
     let dynimg = reader
         .decode()
