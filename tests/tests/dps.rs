@@ -71,6 +71,7 @@ fn check_step(g: &Gpu, unet: &UNet, task: &str) {
         measurement: g.upload(&ys, &y).unwrap(),
         zeta: meta["zeta"].as_f64().unwrap() as f32,
         regularizer: None,
+        penalties: Vec::new(),
     };
     let mut solver = Solver::new(g, unet, [batch, size, size], &config, Some(guidance)).unwrap();
     let (_, x_t) = read(&dir, "x_t");
@@ -143,6 +144,7 @@ fn ten_step_run(g: &Gpu, unet: &UNet, seed: u64, check_counters: bool) -> Vec<f3
         measurement: y,
         zeta: 1.0,
         regularizer: None,
+        penalties: Vec::new(),
     };
     let mut solver = Solver::new(g, unet, [1, 64, 64], &config, Some(guidance)).unwrap();
     solver.begin(seed, 0).unwrap();

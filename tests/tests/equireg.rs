@@ -38,6 +38,7 @@ fn run(
         measurement: y,
         zeta: 1.0,
         regularizer,
+        penalties: Vec::new(),
     };
     let mut solver = Solver::new(g, unet, [1, 64, 64], &config, Some(guidance)).unwrap();
     solver.begin(seed, 0).unwrap();
