@@ -25,7 +25,8 @@ pub struct PdeSettings {
 }
 
 /// The DPS step size of a problem's observation when none is given: one value per observed
-/// side, chosen on the validation cases (`assets/pde/README.md`).
+/// side, chosen on the validation cases by `tools/pde_protocol.sh tune` (zeta 1 on both sides
+/// from {0.3, 1, 3}; `docs/RESULTS.md`, the PDE section).
 pub fn default_zeta(observe: super::Observe) -> f64 {
     match observe {
         super::Observe::Coefficient => 1.0,
