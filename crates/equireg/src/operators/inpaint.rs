@@ -166,23 +166,7 @@ impl Operator for Inpaint {
     fn naive_estimate(&self, y: &[f32]) -> Vec<f32> {
         let plane = self.input[2] * self.input[3];
         let mut out = y.to_vec();
-        for chunk in out.chunks_mut(plane) {
-            let (sum, count) = chunk
-                .iter()
-                .zip(&self.mask)
-                .filter(|(_, m)| **m > 0.5)
-                .fold((0f64, 0usize), |(s, k), (v, _)| (s + *v as f64, k + 1));
-            let mean = if count > 0 {
-                (sum / count as f64) as f32
-            } else {
-                0.0
-            };
-            for (v, m) in chunk.iter_mut().zip(&self.mask) {
-                if *m <= 0.5 {
-                    *v = mean;
-                }
-            }
-        }
+        fill_with_observed_mean(&mut out, plane, |_| &self.mask);
         out
     }
 
@@ -196,5 +180,29 @@ impl Operator for Inpaint {
             vec![self.input[2], self.input[3]],
             self.mask.clone(),
         )]
+    }
+}
+
+/// Fills the unobserved pixels (mask <= 0.5) of each plane of `x` with the mean of its observed
+/// ones (0 when none is observed); `mask(k)` is plane `k`'s mask. The naive estimate of masking
+/// operators.
+pub(crate) fn fill_with_observed_mean<'m>(
+    x: &mut [f32],
+    plane: usize,
+    mask: impl Fn(usize) -> &'m [f32],
+) {
+    for (k, chunk) in x.chunks_mut(plane).enumerate() {
+        let m = mask(k);
+        let (sum, count) = chunk
+            .iter()
+            .zip(m)
+            .filter(|(_, m)| **m > 0.5)
+            .fold((0f64, 0usize), |(s, n), (v, _)| (s + *v as f64, n + 1));
+        let mean = if count > 0 { sum / count as f64 } else { 0.0 } as f32;
+        for (v, m) in chunk.iter_mut().zip(m) {
+            if *m <= 0.5 {
+                *v = mean;
+            }
+        }
     }
 }

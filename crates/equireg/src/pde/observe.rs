@@ -13,6 +13,7 @@ use equireg_gpu::{Gpu, Recorder, Tensor};
 
 use super::Observe;
 use crate::operators::Operator;
+use crate::operators::inpaint::fill_with_observed_mean;
 use crate::operators::noise::PhiloxStream;
 use crate::restore::item_seed;
 use crate::{Error, Result};
@@ -132,19 +133,7 @@ impl Operator for PointObservation {
     fn naive_estimate(&self, y: &[f32]) -> Vec<f32> {
         let plane = self.input[2] * self.input[3];
         let mut out = y.to_vec();
-        for (chunk, m) in out.chunks_mut(plane).zip(self.mask.chunks(plane)) {
-            let (sum, count) = chunk
-                .iter()
-                .zip(m)
-                .filter(|(_, m)| **m > 0.5)
-                .fold((0f64, 0usize), |(s, k), (v, _)| (s + *v as f64, k + 1));
-            let mean = if count > 0 { sum / count as f64 } else { 0.0 } as f32;
-            for (v, m) in chunk.iter_mut().zip(m) {
-                if *m <= 0.5 {
-                    *v = mean;
-                }
-            }
-        }
+        fill_with_observed_mean(&mut out, plane, |k| &self.mask[k * plane..(k + 1) * plane]);
         out
     }
 
