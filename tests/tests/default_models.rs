@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use equireg::default_models;
 use equireg::mpe::Mpe;
 use equireg_gpu::{Gpu, GpuOptions};
-use equireg_nn::{UNetConfig, Weights};
+use equireg_nn::{UNet, UNetConfig, Weights};
 use equireg_tests::rel_l2;
 
 fn gpu() -> Gpu {
@@ -23,6 +23,26 @@ fn check_file(model: &str) -> Weights {
     Weights::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// The UNet's output on the input of `assets/models/MODEL/check.safetensors` against the float64
+/// PyTorch output stored there.
+fn assert_matches_check(g: &Gpu, unet: &UNet, model: &str) {
+    let check = check_file(model);
+    let (xs, x) = check.get("input").unwrap();
+    let (_, t) = check.get("timesteps").unwrap();
+    let (ys, want) = check.get("output").unwrap();
+    let run = unet.plan(g, xs[0], xs[2], xs[3]).unwrap();
+    g.write(run.input(), x).unwrap();
+    g.write(run.timesteps(), t).unwrap();
+    let mut rec = g.recorder();
+    run.record_forward(&mut rec, unet).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(run.output().shape(), ys);
+    let y = g.download(run.output()).unwrap();
+    let err = rel_l2(&y, want);
+    eprintln!("{model} vs PyTorch float64: relative L2 {err:.2e}");
+    assert!(err < 1e-4, "{model}: relative L2 {err:.3e}");
+}
+
 #[test]
 fn the_default_prior_is_photo64_and_matches_its_pytorch_output() {
     assert_eq!(
@@ -31,21 +51,7 @@ fn the_default_prior_is_photo64_and_matches_its_pytorch_output() {
     );
     let g = gpu();
     let unet = default_models::prior(&g).unwrap();
-    let check = check_file("prior");
-    let (xs, x) = check.get("input").unwrap();
-    let (_, t) = check.get("timesteps").unwrap();
-    let (ys, want) = check.get("output").unwrap();
-    let run = unet.plan(&g, xs[0], xs[2], xs[3]).unwrap();
-    g.write(run.input(), x).unwrap();
-    g.write(run.timesteps(), t).unwrap();
-    let mut rec = g.recorder();
-    run.record_forward(&mut rec, &unet).unwrap();
-    rec.submit().unwrap();
-    assert_eq!(run.output().shape(), ys);
-    let y = g.download(run.output()).unwrap();
-    let err = rel_l2(&y, want);
-    eprintln!("default prior vs PyTorch float64: relative L2 {err:.2e}");
-    assert!(err < 1e-4, "relative L2 {err:.3e}");
+    assert_matches_check(&g, &unet, "prior");
 }
 
 #[test]
@@ -63,23 +69,8 @@ fn the_darcy_prior_is_a_two_channel_photo64_and_matches_its_pytorch_output() {
     );
     assert!(norm.std[1] > 1e-3 && norm.std[1] < 1e-2, "{norm:?}");
     let g = gpu();
-    let unet =
-        equireg_nn::UNet::new(&g, &config, &default_models::darcy_weights().unwrap()).unwrap();
-    let check = check_file("darcy");
-    let (xs, x) = check.get("input").unwrap();
-    let (_, t) = check.get("timesteps").unwrap();
-    let (ys, want) = check.get("output").unwrap();
-    let run = unet.plan(&g, xs[0], xs[2], xs[3]).unwrap();
-    g.write(run.input(), x).unwrap();
-    g.write(run.timesteps(), t).unwrap();
-    let mut rec = g.recorder();
-    run.record_forward(&mut rec, &unet).unwrap();
-    rec.submit().unwrap();
-    assert_eq!(run.output().shape(), ys);
-    let y = g.download(run.output()).unwrap();
-    let err = rel_l2(&y, want);
-    eprintln!("Darcy prior vs PyTorch float64: relative L2 {err:.2e}");
-    assert!(err < 1e-4, "relative L2 {err:.3e}");
+    let unet = UNet::new(&g, &config, &default_models::darcy_weights().unwrap()).unwrap();
+    assert_matches_check(&g, &unet, "darcy");
 }
 
 #[test]

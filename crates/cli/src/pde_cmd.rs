@@ -11,7 +11,7 @@ use equireg::images;
 use equireg::mpe;
 use equireg::operators::Operator;
 use equireg::pde::metrics::CaseMetrics;
-use equireg::pde::observe::PointObservation;
+use equireg::pde::observe::{PointObservation, check_points};
 use equireg::pde::panel::{PanelInput, render};
 use equireg::pde::problem::load_cases;
 use equireg::pde::reconstruct::{PdeSettings, default_zeta, reconstruct};
@@ -153,26 +153,17 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
     {
         bail!("--zeta {z}: the step size must be finite and >= 0");
     }
-    if let Some(wgt) = args.residual
-        && !(wgt.is_finite() && wgt >= 0.0)
-    {
-        bail!("--residual {wgt}: the weight must be finite and >= 0");
-    }
-    if args.residual.is_some() && problem != Problem::Darcy {
-        bail!(
-            "--residual: only Darcy's residual is built in, not {}'s",
-            problem.name()
-        );
+    let residual = args.residual.map(|weight| ResidualSettings {
+        weight,
+        ..ResidualSettings::default()
+    });
+    if let Some(r) = &residual {
+        r.validate(problem)?;
     }
     let (shape, mut cases) = load_cases(&args.input)?;
     let [n, _, h, w] = shape;
     let plane = h * w;
-    if args.points == 0 || args.points > plane {
-        bail!(
-            "--points {}: must be between 1 and the {h}x{w} grid's {plane} pixels",
-            args.points
-        );
-    }
+    check_points(args.points, h, w)?;
     let prior = load_prior(problem, args.model.as_deref())?;
     if prior.config.in_channels != 2 {
         bail!(
@@ -235,17 +226,14 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
         let y = op.forward_cpu(x);
         let mask = op.mask().to_vec();
         let penalties = || -> anyhow::Result<Vec<Box<dyn Penalty>>> {
-            Ok(match args.residual {
+            Ok(match residual {
                 None => Vec::new(),
-                Some(weight) => vec![Box::new(DarcyPenalty::new(
+                Some(r) => vec![Box::new(DarcyPenalty::new(
                     gpu,
                     problem,
                     bshape,
                     &prior.norm,
-                    ResidualSettings {
-                        weight,
-                        ..ResidualSettings::default()
-                    },
+                    r,
                 )?)],
             })
         };

@@ -15,11 +15,25 @@ use super::Observe;
 use crate::operators::Operator;
 use crate::operators::inpaint::fill_with_observed_mean;
 use crate::operators::noise::PhiloxStream;
+use crate::operators::resize::{check_input_shape, expect_host, expect_tensor};
 use crate::restore::item_seed;
 use crate::{Error, Result};
 
 /// Philox stream of the observed points.
 pub const POINT_STREAM: u32 = 0x7064_6570;
+
+const NAME: &str = "point_observation";
+
+/// Fails unless `points` observed pixels fit an `h` x `w` grid (at least one, at most all).
+pub fn check_points(points: usize, h: usize, w: usize) -> Result<()> {
+    let plane = h * w;
+    if points == 0 || points > plane {
+        return Err(Error::invalid(format!(
+            "--points {points}: must be between 1 and the {h}x{w} grid's {plane} pixels"
+        )));
+    }
+    Ok(())
+}
 
 pub struct PointObservation {
     input: [usize; 4],
@@ -38,18 +52,15 @@ impl PointObservation {
         seed: u64,
         first_item: u64,
     ) -> Result<PointObservation> {
+        check_input_shape(NAME, input)?;
         let [n, c, h, w] = input;
         if c != 2 {
             return Err(Error::invalid(format!(
                 "point observations need 2-channel fields, got {c} channels"
             )));
         }
+        check_points(points, h, w)?;
         let plane = h * w;
-        if points == 0 || points > plane {
-            return Err(Error::invalid(format!(
-                "--points {points}: must be between 1 and the {h}x{w} grid's {plane} pixels"
-            )));
-        }
         let mut mask = vec![0f32; n * c * plane];
         for k in 0..n {
             let key = item_seed(seed, first_item + k as u64);
@@ -81,19 +92,9 @@ impl PointObservation {
     }
 }
 
-fn expect(name: &str, t: &Tensor, shape: &[usize; 4]) -> Result<()> {
-    if t.shape() != shape.as_slice() {
-        return Err(Error::invalid(format!(
-            "point_observation: {name} has shape {:?}, expected {shape:?}",
-            t.shape()
-        )));
-    }
-    Ok(())
-}
-
 impl Operator for PointObservation {
     fn name(&self) -> &str {
-        "point_observation"
+        NAME
     }
 
     fn input_shape(&self) -> [usize; 4] {
@@ -109,22 +110,24 @@ impl Operator for PointObservation {
     }
 
     fn record_forward(&self, rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
-        expect("x", x, &self.input)?;
-        expect("out", out, &self.input)?;
+        expect_tensor(NAME, "x", x, &self.input)?;
+        expect_tensor(NAME, "out", out, &self.input)?;
         Ok(mul_mask(rec, x, &self.mask_gpu, out)?)
     }
 
     fn record_vjp(&self, rec: &mut Recorder, _x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<()> {
-        expect("dy", dy, &self.input)?;
-        expect("dx", dx, &self.input)?;
+        expect_tensor(NAME, "dy", dy, &self.input)?;
+        expect_tensor(NAME, "dx", dx, &self.input)?;
         Ok(mul_mask(rec, dy, &self.mask_gpu, dx)?)
     }
 
     fn forward_cpu(&self, x: &[f32]) -> Vec<f32> {
+        expect_host(NAME, "x", x.len(), self.input.iter().product());
         reference::mul_mask_shaped(x, self.input, &self.mask, &self.input)
     }
 
     fn vjp_cpu(&self, _x: &[f32], dy: &[f32]) -> Vec<f32> {
+        expect_host(NAME, "dy", dy.len(), self.input.iter().product());
         reference::mul_mask_shaped(dy, self.input, &self.mask, &self.input)
     }
 

@@ -134,22 +134,10 @@ pub struct FieldNorm {
     pub scale: f64,
 }
 
-#[derive(Deserialize)]
-struct FieldFile {
-    mean: [f64; 2],
-    std: [f64; 2],
-    scale: f64,
-}
-
 impl FieldNorm {
     pub fn from_json(text: &str, origin: &str) -> Result<FieldNorm> {
-        let f: FieldFile = serde_json::from_str(text)
+        let norm: FieldNorm = serde_json::from_str(text)
             .map_err(|e| Error::invalid(format!("{origin}: not a field normalisation: {e}")))?;
-        let norm = FieldNorm {
-            mean: f.mean,
-            std: f.std,
-            scale: f.scale,
-        };
         let finite = norm.mean.iter().chain(&norm.std).all(|v| v.is_finite());
         if !finite
             || norm.std.iter().any(|s| *s <= 0.0)

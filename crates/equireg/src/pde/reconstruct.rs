@@ -6,12 +6,12 @@
 use equireg_gpu::Gpu;
 use equireg_nn::UNet;
 
+use crate::Result;
 use crate::mpe::Mpe;
 use crate::operators::Operator;
 use crate::regularizer::{EquiReg, EquiRegConfig};
 use crate::schedule::Sampler;
 use crate::solver::{DiffusionConfig, Guidance, Penalty, Solver};
-use crate::{Error, Result};
 
 /// Settings of a field reconstruction.
 #[derive(Clone, Debug)]
@@ -49,12 +49,6 @@ pub fn reconstruct<'a>(
     penalties: Vec<Box<dyn Penalty + 'a>>,
     first_item: u32,
 ) -> Result<Vec<f32>> {
-    if !settings.zeta.is_finite() || settings.zeta < 0.0 {
-        return Err(Error::invalid(format!(
-            "--zeta {}: the step size must be finite and >= 0",
-            settings.zeta
-        )));
-    }
     let shape = operator.input_shape();
     let [n, _, h, w] = shape;
     let mut config = DiffusionConfig::for_model(unet.config(), &settings.respacing);

@@ -30,6 +30,35 @@ impl Default for ResidualSettings {
     }
 }
 
+impl ResidualSettings {
+    /// Fails unless the settings are usable for `problem` (only Darcy's residual is built in):
+    /// a finite weight and delta >= 0, a max sigma >= 0.
+    pub fn validate(&self, problem: Problem) -> Result<()> {
+        if problem != Problem::Darcy {
+            return Err(Error::invalid(format!(
+                "--residual: only Darcy's residual is built in, not {}'s",
+                problem.name()
+            )));
+        }
+        let ResidualSettings {
+            weight,
+            delta,
+            max_sigma,
+        } = *self;
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(Error::invalid(format!(
+                "--residual {weight}: the weight must be finite and >= 0"
+            )));
+        }
+        if !(delta.is_finite() && delta >= 0.0) || max_sigma.is_nan() || max_sigma < 0.0 {
+            return Err(Error::invalid(format!(
+                "residual settings: delta {delta} must be finite and >= 0, max sigma {max_sigma} >= 0"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The Darcy residual penalty for a batch `[N, 2, H, W]` on the unit square's vertex grid.
 pub struct DarcyPenalty {
     params: DarcyResidualParams,
@@ -47,27 +76,12 @@ impl DarcyPenalty {
         norm: &FieldNorm,
         settings: ResidualSettings,
     ) -> Result<DarcyPenalty> {
-        if problem != Problem::Darcy {
-            return Err(Error::invalid(format!(
-                "--residual: only Darcy's residual is built in, not {}'s",
-                problem.name()
-            )));
-        }
+        settings.validate(problem)?;
         let ResidualSettings {
             weight,
             delta,
             max_sigma,
         } = settings;
-        if !(weight.is_finite() && weight >= 0.0) {
-            return Err(Error::invalid(format!(
-                "--residual {weight}: the weight must be finite and >= 0"
-            )));
-        }
-        if !(delta.is_finite() && delta >= 0.0) || max_sigma.is_nan() || max_sigma < 0.0 {
-            return Err(Error::invalid(format!(
-                "residual settings: delta {delta} must be finite and >= 0, max sigma {max_sigma} >= 0"
-            )));
-        }
         let [n, _, h, w] = shape;
         let scale = |c: usize| (norm.std[c] / norm.scale) as f32;
         let params = DarcyResidualParams {

@@ -82,7 +82,7 @@ fn dpsi(r: f64, delta: f64) -> f64 {
 
 /// The gradient of the summed loss over the batch with respect to `x`, `[N, 2, H, W]`.
 pub fn darcy_residual_grad(x: &[f32], shape: [usize; 4], p: &DarcyResidualParams) -> Vec<f64> {
-    let [n, _, h, w] = shape;
+    let [_, _, h, w] = shape;
     let res = darcy_residual(x, shape, p);
     let inv2h = 0.5 / p.spacing as f64;
     let count = ((h - 2 * p.crop) * (w - 2 * p.crop)) as f64;
@@ -132,6 +132,5 @@ pub fn darcy_residual_grad(x: &[f32], shape: [usize; 4], p: &DarcyResidualParams
             }
         }
     }
-    let _ = n;
     grad
 }
