@@ -12,9 +12,9 @@
 # made so far, so a stage cut short still returns its finished runs (tabulate them here with
 # `tools/evaluate.py --no-run` over the seeds that finished).
 #
-# Prepared without a device (session 4); rehearsed end to end on the CPU in session 13 (which
-# found and fixed: the archive failed for an absolute $OUT, as the device's is; MINUTES from the
-# environment was ignored) with
+# Prepared without a device (commit b4b8e6c); rehearsed end to end on the CPU (commit 383ad04,
+# which found and fixed: the archive failed for an absolute $OUT, as the device's is; MINUTES
+# from the environment was ignored) with
 #   DEVICE=cpu PY=/path/to/venv-with-torch/bin/python MINUTES=0.2 STEPS_LIST="3 50" SEEDS=0 \
 #   VAL_STEPS=3 TASKS=sr4,phase-retrieval BUDGET=150 OUT=/tmp/device-rehearsal \
 #   bash tools/device_session.sh

@@ -165,8 +165,8 @@ def run(args, task, steps, seed, chunk, folder):
         wanted = equireg_settings(args.binary, task, args.equireg)
         recorded = doc.get("equireg")
         if recorded is None:
-            # Runs made before session 7 do not record their settings: the presets of the time,
-            # which counted loop steps (0 up); only the count can have changed since.
+            # Runs made before commit dee8cdb do not record their settings: the presets of the
+            # time, which counted loop steps (0 up); only the count can have changed since.
             same = settings_value(wanted, "count") == "loop"
         else:
             same = recorded == wanted

@@ -12,8 +12,9 @@
 #   t = 100, alpha 0.01, the image defaults; no alpha sweep was run) from the same points and
 #   seed; then the classical baselines on the very same masks and the paired table.
 # Outputs under build/pde/protocol/ (the tables are copied into docs/RESULTS.md by hand).
-# The case counts (4 and 8) are what two CPU cores with the software Vulkan driver allow in one
-# session (about 0.25 s per case and step); with a GPU, pass more.
+# The case counts (4 and 8) are what the CPU time available allowed when the protocol was fixed
+# (commit 98c5c4a; two CPU cores with the software Vulkan driver, about 0.25 s per case and
+# step); with a GPU, pass more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-build/venv/bin/python}
