@@ -8,7 +8,7 @@ use std::time::Instant;
 use equireg::mpe::{self, Mpe, NetworkMpe};
 use equireg::regularizer::{EquiReg, EquiRegConfig};
 use equireg::restore::simulate;
-use equireg::solver::{DiffusionConfig, Guidance, Solver};
+use equireg::solvers::{DiffusionConfig, Guidance, Problem, Solver};
 use equireg::task::Task;
 use equireg_gpu::Gpu;
 use equireg_nn::{UNet, UNetConfig, synthetic};
@@ -105,11 +105,11 @@ pub fn run(
     };
     let fires = |k: usize| cfg.as_ref().is_some_and(|c| c.fires(k, steps));
     let guidance = Guidance {
-        operator: measured.operator,
-        measurement: y,
+        problem: Problem {
+            regularizer,
+            ..Problem::new(measured.operator.as_ref(), &y)
+        },
         zeta,
-        regularizer,
-        penalties: Vec::new(),
     };
     let mut solver = Solver::new(gpu, &unet, [batch, size, size], &diffusion, Some(guidance))?;
     solver.begin(0, 0)?;

@@ -9,7 +9,7 @@ use equireg::operators::blur::Blur;
 use equireg::operators::inpaint::Inpaint;
 use equireg::operators::phase_retrieval::PhaseRetrieval;
 use equireg::operators::resize::{ResizeKind, SuperResolution};
-use equireg::solver::{DiffusionConfig, Guidance, Solver};
+use equireg::solvers::{DiffusionConfig, Guidance, Problem, Solver};
 use equireg::task::Task;
 use equireg_gpu::{Gpu, GpuOptions};
 use equireg_nn::{UNet, UNetConfig, npy, synthetic};
@@ -66,12 +66,10 @@ fn check_step(g: &Gpu, unet: &UNet, task: &str) {
     };
     let (ys, y) = read(&dir, "y");
     let config = DiffusionConfig::for_model(unet.config(), meta["respacing"].as_str().unwrap());
+    let y = g.upload(&ys, &y).unwrap();
     let guidance = Guidance {
-        operator,
-        measurement: g.upload(&ys, &y).unwrap(),
+        problem: Problem::new(operator.as_ref(), &y),
         zeta: meta["zeta"].as_f64().unwrap() as f32,
-        regularizer: None,
-        penalties: Vec::new(),
     };
     let mut solver = Solver::new(g, unet, [batch, size, size], &config, Some(guidance)).unwrap();
     let (_, x_t) = read(&dir, "x_t");
@@ -140,11 +138,8 @@ fn ten_step_run(g: &Gpu, unet: &UNet, seed: u64, check_counters: bool) -> Vec<f3
         .unwrap();
     let config = DiffusionConfig::for_model(unet.config(), "10");
     let guidance = Guidance {
-        operator: measured.operator,
-        measurement: y,
+        problem: Problem::new(measured.operator.as_ref(), &y),
         zeta: 1.0,
-        regularizer: None,
-        penalties: Vec::new(),
     };
     let mut solver = Solver::new(g, unet, [1, 64, 64], &config, Some(guidance)).unwrap();
     solver.begin(seed, 0).unwrap();

@@ -4,7 +4,7 @@
 
 use equireg::mpe::Denoiser;
 use equireg::regularizer::{EquiReg, EquiRegConfig};
-use equireg::solver::{DiffusionConfig, Guidance, Solver};
+use equireg::solvers::{DiffusionConfig, Guidance, Problem, Solver};
 use equireg::task::Task;
 use equireg_gpu::{Gpu, GpuOptions};
 use equireg_nn::{UNet, UNetConfig, synthetic};
@@ -34,11 +34,11 @@ fn run(
     let regularizer = Some(EquiReg::new(g, cfg, &mpe, shape).unwrap());
     let config = DiffusionConfig::for_model(unet.config(), "10");
     let guidance = Guidance {
-        operator: measured.operator,
-        measurement: y,
+        problem: Problem {
+            regularizer,
+            ..Problem::new(measured.operator.as_ref(), &y)
+        },
         zeta: 1.0,
-        regularizer,
-        penalties: Vec::new(),
     };
     let mut solver = Solver::new(g, unet, [1, 64, 64], &config, Some(guidance)).unwrap();
     solver.begin(seed, 0).unwrap();

@@ -3,9 +3,10 @@
 //! ||y - A(x)|| is smallest.
 
 use equireg::restore::{
-    DpsSettings, Measured, residuals, restart_seed, restore, restore_best_of, simulate,
+    Measured, RestoreSettings, residuals, restart_seed, restore, restore_best_of, simulate,
 };
 use equireg::schedule::Sampler;
+use equireg::solvers::{SolverKind, SolverSpec};
 use equireg::task::Task;
 use equireg_gpu::{Gpu, GpuOptions};
 use equireg_nn::{UNet, synthetic};
@@ -20,13 +21,16 @@ fn gpu() -> Gpu {
 
 const SHAPE: [usize; 4] = [2, 3, 32, 32];
 
-fn settings(seed: u64) -> DpsSettings {
-    DpsSettings {
+fn spec(task: &Task, unet: &UNet) -> SolverSpec {
+    RestoreSettings {
+        solver: SolverKind::Dps,
         respacing: "3".into(),
         sampler: Sampler::parse("ddpm", 0.0).unwrap(),
         zeta: Some(1.0),
-        seed,
+        seed: 0,
     }
+    .resolve(task, unet)
+    .unwrap()
 }
 
 fn measure(g: &Gpu, task: &Task, clean: &[f32]) -> equireg::Result<Measured> {
@@ -50,24 +54,23 @@ fn best_of_keeps_the_run_with_the_smallest_residual_per_image() {
     let task = Task::load("sr4", &[]).unwrap();
     let clean = equireg_tests::clean_image(&SHAPE);
     let judge = measure(&g, &task, &clean).unwrap();
+    let spec = spec(&task, &unet);
 
     // The separate runs, one per restart seed.
     let seed = 11;
     let runs: Vec<Vec<f32>> = (0..3)
         .map(|r| {
-            let m = measure(&g, &task, &clean).unwrap();
             restore(
                 &g,
                 &unet,
-                &task,
-                m,
-                &settings(restart_seed(seed, r)),
+                &spec,
+                &judge,
+                restart_seed(seed, r),
                 None,
                 0,
                 |_, _| {},
             )
             .unwrap()
-            .0
         })
         .collect();
     assert_eq!(restart_seed(seed, 0), seed);
@@ -86,10 +89,9 @@ fn best_of_keeps_the_run_with_the_smallest_residual_per_image() {
         restore_best_of(
             &g,
             &unet,
-            &task,
+            &spec,
             &judge,
-            || measure(&g, &task, &clean),
-            &settings(seed),
+            seed,
             None,
             0,
             restarts,

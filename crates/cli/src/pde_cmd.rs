@@ -19,7 +19,7 @@ use equireg::pde::residual::{DarcyPenalty, ResidualSettings};
 use equireg::pde::{FieldNorm, Observe, Problem};
 use equireg::regularizer::EquiRegConfig;
 use equireg::schedule::Sampler;
-use equireg::solver::Penalty;
+use equireg::solvers::Penalty;
 use equireg_gpu::Gpu;
 use equireg_nn::{UNet, UNetConfig, Weights, io::write_atomic, npy};
 use serde_json::json;
@@ -220,9 +220,7 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
         let count = args.batch.min(n - start);
         let bshape = [count, 2, h, w];
         let x = &cases[start * 2 * plane..(start + count) * 2 * plane];
-        let make_op =
-            || PointObservation::new(gpu, bshape, observe, args.points, args.seed, start as u64);
-        let op = make_op()?;
+        let op = PointObservation::new(gpu, bshape, observe, args.points, args.seed, start as u64)?;
         let y = op.forward_cpu(x);
         let mask = op.mask().to_vec();
         let penalties = || -> anyhow::Result<Vec<Box<dyn Penalty>>> {
@@ -241,7 +239,7 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
         let dps = reconstruct(
             gpu,
             &unet,
-            Box::new(op),
+            &op,
             &y,
             &settings,
             None,
@@ -253,7 +251,7 @@ pub fn run(args: &PdeArgs, gpu: &Gpu) -> anyhow::Result<()> {
             let er = reconstruct(
                 gpu,
                 &unet,
-                Box::new(make_op()?),
+                &op,
                 &y,
                 &settings,
                 Some((cfg, f.as_ref())),

@@ -12,8 +12,9 @@ use equireg::images::{self, RgbImage, SizePolicy};
 use equireg::metrics;
 use equireg::mpe::{self, Mpe};
 use equireg::regularizer::EquiRegConfig;
-use equireg::restore::{DpsSettings, Measured, residuals, restore_best_of, simulate};
+use equireg::restore::{Measured, RestoreSettings, residuals, restore_best_of, simulate};
 use equireg::schedule::Sampler;
+use equireg::solvers::{SolverKind, SolverSpec};
 use equireg::task::Task;
 use equireg_gpu::Gpu;
 use equireg_nn::{UNet, Weights, io::write_atomic, npy};
@@ -51,9 +52,14 @@ pub struct RestoreArgs {
     /// phase-retrieval, hdr) or a task .toml file
     #[arg(long)]
     task: String,
-    /// Override a task field, e.g. --set noise.sigma=0.01 --set dps.zeta=1.0 (repeatable)
+    /// Override a task field, e.g. --set noise.sigma=0.01 --set dps.zeta=1.0 (repeatable);
+    /// solver.KEY=VALUE sets KEY of the chosen --solver's [solver.NAME] table
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     set: Vec<String>,
+    /// Posterior sampler: dps (Diffusion Posterior Sampling) or diffpir (DiffPIR, gradient
+    /// form); its settings come from the task's [dps] or [solver.diffpir] table
+    #[arg(long, default_value = "dps")]
+    solver: String,
     /// Clean image (PNG or JPEG) or a folder of them: the measurement is simulated from it and
     /// metrics are computed against it
     #[arg(
@@ -76,7 +82,8 @@ pub struct RestoreArgs {
     /// Architecture as a JSON file with guided-diffusion's create_model field names
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Sampling steps (respaced from 1000), or a guided-diffusion respacing like "ddim50"
+    /// Outer diffusion steps of the solver; for dps also a guided-diffusion respacing like
+    /// "ddim50"
     #[arg(long, default_value = "100")]
     steps: String,
     /// Sampler: ddpm (ancestral, as DPS) or ddim
@@ -130,10 +137,11 @@ pub struct RestoreArgs {
     overwrite: bool,
 }
 
-/// One solver configuration of a run: plain DPS or DPS+EquiReg.
+/// One solver configuration of a run: the solver alone or with EquiReg.
 struct Variant {
-    /// "dps" or "dps+equireg".
+    /// "dps", "dps+equireg", "diffpir", ...
     label: &'static str,
+    solver: SolverKind,
     equireg: Option<EquiRegConfig>,
 }
 
@@ -143,9 +151,21 @@ impl Variant {
         if self.equireg.is_some() {
             "equireg"
         } else {
-            "dps"
+            self.solver.name()
         }
     }
+}
+
+/// `--set solver.KEY=VALUE` addresses the chosen solver's table, `solver.NAME.KEY`.
+fn solver_overrides(set: &[String], solver: SolverKind) -> Vec<String> {
+    set.iter()
+        .map(|o| match o.strip_prefix("solver.") {
+            Some(rest) if rest.split_once('=').is_some_and(|(k, _)| !k.contains('.')) => {
+                format!("solver.{}.{rest}", solver.name())
+            }
+            _ => o.clone(),
+        })
+        .collect()
 }
 
 fn parse_hw(s: &str) -> anyhow::Result<Option<[usize; 2]>> {
@@ -288,15 +308,28 @@ fn prepare(
 }
 
 pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
-    let task = Task::load(&args.task, &args.set)?;
+    let solver = SolverKind::parse(&args.solver)?;
+    let task = Task::load(&args.task, &solver_overrides(&args.set, solver))?;
     checks::at_least_one("--batch", args.batch)?;
     checks::at_least_one("--restarts", args.restarts)?;
     let sampler = Sampler::parse(&args.sampler, args.eta)?;
     if let Some(z) = args.zeta {
         checks::non_negative("--zeta", z)?;
     }
-    let respacing = args.steps.trim().to_string();
-    let steps = equireg::schedule::space_timesteps(1000, &respacing)?.len();
+    if solver != SolverKind::Dps && (args.zeta.is_some() || args.sampler != "ddpm") {
+        bail!(
+            "--zeta and --sampler are DPS's; {} takes its settings with --set solver.KEY=VALUE",
+            solver.name()
+        );
+    }
+    let settings = RestoreSettings {
+        solver,
+        respacing: args.steps.trim().to_string(),
+        sampler,
+        zeta: args.zeta,
+        seed: args.seed,
+    };
+    let steps = settings.steps()?;
     let equireg_cfg = task.equireg.config(args.equireg.as_deref().unwrap_or(""))?;
     if !args.no_equireg {
         equireg_cfg.check_steps(steps)?;
@@ -311,35 +344,35 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
         (!args.no_equireg).then_some(&equireg_cfg),
         multiple,
     )?;
-    let settings = DpsSettings {
-        respacing: respacing.clone(),
-        sampler,
-        zeta: args.zeta,
-        seed: args.seed,
-    };
+    let spec = settings.resolve(&task, &unet)?;
     let adapter = gpu.caps().adapter_name.clone();
     let mpe = mpe::from_spec(gpu, &equireg_cfg.mpe, &unet)?;
     let mut variants = Vec::new();
     if args.no_equireg || args.compare {
         variants.push(Variant {
-            label: "dps",
+            label: solver.label(false),
+            solver,
             equireg: None,
         });
     }
     if !args.no_equireg {
         variants.push(Variant {
-            label: "dps+equireg",
+            label: solver.label(true),
+            solver,
             equireg: Some(equireg_cfg.clone()),
         });
     }
     let mut out = OutDir::open(&args.out, args.overwrite, "restore")?;
     let mut records = Vec::new();
-    let mut zeta_used = f64::NAN;
-    let header = |zeta: f64| RunHeader {
+    let header = RunHeader {
         task: task.name.clone(),
         seed: args.seed,
         steps,
-        zeta,
+        solver: spec.describe(),
+        zeta: match &spec {
+            SolverSpec::Dps { zeta, .. } => Some(*zeta),
+            _ => None,
+        },
         adapter: adapter.clone(),
         equireg: (!args.no_equireg).then(|| equireg_cfg.settings()),
     };
@@ -347,7 +380,7 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
         gpu,
         unet: &unet,
         task: &task,
-        settings: &settings,
+        spec: &spec,
         mpe: mpe.as_ref(),
         variants: &variants,
         steps,
@@ -355,22 +388,13 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
     };
     let result = match &inputs {
         Inputs::Measurement { path, name } => {
-            restore_from_measurement(&ctx, &mut out, path, name, &mut records, &mut zeta_used)
+            restore_from_measurement(&ctx, &mut out, path, name, &mut records)
         }
         Inputs::Clean {
             files,
             names,
             clean,
-        } => restore_clean(
-            &ctx,
-            &mut out,
-            files,
-            names,
-            clean,
-            &mut records,
-            &mut zeta_used,
-            &header,
-        ),
+        } => restore_clean(&ctx, &mut out, files, names, clean, &mut records, &header),
     };
     let failures: Vec<String> = records
         .iter()
@@ -384,7 +408,7 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
     write_metrics(
         &mut out,
         &records,
-        &header(zeta_used),
+        &header,
         result.is_ok(),
         error.as_deref(),
     )?;
@@ -412,7 +436,7 @@ struct Ctx<'a> {
     gpu: &'a Gpu,
     unet: &'a UNet,
     task: &'a Task,
-    settings: &'a DpsSettings,
+    spec: &'a SolverSpec,
     mpe: &'a dyn Mpe,
     variants: &'a [Variant],
     steps: usize,
@@ -437,7 +461,6 @@ fn restore_from_measurement(
     m: &Path,
     name: &str,
     records: &mut Vec<Record>,
-    zeta_used: &mut f64,
 ) -> anyhow::Result<()> {
     let dir = out.folder(name)?;
     let mut results = Vec::new();
@@ -450,7 +473,8 @@ fn restore_from_measurement(
             ctx.gpu,
             ctx.unet,
             ctx.task,
-            ctx.settings,
+            ctx.spec,
+            ctx.args.seed,
             cfg,
             m,
             ctx.unet.config().downsampling_factor(),
@@ -459,7 +483,6 @@ fn restore_from_measurement(
             &dir,
             name,
         )?;
-        *zeta_used = r.zeta;
         measured_pic = r.picture;
         if baseline.is_none() {
             records.push(Record {
@@ -507,8 +530,7 @@ fn restore_clean(
     names: &[String],
     clean: &[RgbImage],
     records: &mut Vec<Record>,
-    zeta_used: &mut f64,
-    header: &dyn Fn(f64) -> RunHeader,
+    header: &RunHeader,
 ) -> anyhow::Result<()> {
     let (gpu, task, args, steps) = (ctx.gpu, ctx.task, ctx.args, ctx.steps);
     let mut item = 0usize;
@@ -539,10 +561,8 @@ fn restore_clean(
         let mut seconds = Vec::new();
         for v in ctx.variants {
             let started = Instant::now();
-            // Each variant (and restart) restores from the same measurement and the same
-            // seed; the solver takes the operator, so each run simulates the (identical)
-            // measurement again, and `measured` judges the results.
-            let measure = || simulate(gpu, task, shape, &x, args.seed, item as u64);
+            // Each variant (and restart) restores from the same measurement, borrowed, and
+            // the same seed; `measured` also judges the results.
             let bar = progress_bar(
                 steps * args.restarts,
                 &format!("{} {} ({}x{})", v.label, names[item], h, w),
@@ -551,10 +571,9 @@ fn restore_clean(
             let best = restore_best_of(
                 gpu,
                 ctx.unet,
-                task,
+                ctx.spec,
                 &measured,
-                measure,
-                ctx.settings,
+                args.seed,
                 cfg,
                 item as u32,
                 args.restarts,
@@ -562,7 +581,6 @@ fn restore_clean(
             )
             .with_context(|| format!("{} on {}", v.label, names[item..end].join(", ")))?;
             bar.finish_and_clear();
-            *zeta_used = best.zeta;
             seconds.push((setup + started.elapsed().as_secs_f64()) / batch.len() as f64);
             results.push(images::from_model(&best.x, batch.len(), h, w)?);
             kept.push((best.residuals, best.chosen));
@@ -636,7 +654,7 @@ fn restore_clean(
         item = end;
         if item < files.len() {
             // The finished images' metrics, in case a later batch never finishes.
-            write_metrics(out, records, &header(*zeta_used), false, None)?;
+            write_metrics(out, records, header, false, None)?;
         }
     }
     Ok(())
@@ -661,7 +679,6 @@ struct FromMeasurement {
     restored: RgbImage,
     picture: Option<RgbImage>,
     baseline: RgbImage,
-    zeta: f64,
     /// ||y - A(x)|| of the restored image and of the baseline.
     residual: f64,
     baseline_residual: f64,
@@ -675,7 +692,8 @@ fn restore_measurement(
     gpu: &Gpu,
     unet: &UNet,
     task: &Task,
-    settings: &DpsSettings,
+    spec: &SolverSpec,
+    seed: u64,
     equireg: Option<(&EquiRegConfig, &dyn Mpe)>,
     path: &Path,
     multiple: usize,
@@ -709,7 +727,7 @@ fn restore_measurement(
             path.display()
         );
     }
-    let operator = task.build_operator(gpu, [1, 3, h, w], settings.seed)?;
+    let operator = task.build_operator(gpu, [1, 3, h, w], seed)?;
     if operator.output_shape() != y_shape {
         bail!(
             "{}: the {} operator produces {:?} for {h}x{w} images, the file holds {y_shape:?}",
@@ -729,23 +747,15 @@ fn restore_measurement(
     let naive = operator.naive_estimate(&y);
     let baseline_residual = residuals(operator.as_ref(), &y, &naive)?[0];
     let baseline = images::from_model(&naive, 1, h, w)?.remove(0);
-    // The solver takes the operator: each restart builds it again (the same, from the seed),
-    // and this one judges the results.
+    // Every restart borrows this measurement, which also judges the results.
     let judge = Measured { operator, y };
-    let measure = || {
-        Ok(Measured {
-            operator: task.build_operator(gpu, [1, 3, h, w], settings.seed)?,
-            y: judge.y.clone(),
-        })
-    };
     let bar = progress_bar(steps * restarts, name);
     let best = restore_best_of(
         gpu,
         unet,
-        task,
+        spec,
         &judge,
-        measure,
-        settings,
+        seed,
         equireg,
         0,
         restarts,
@@ -756,7 +766,6 @@ fn restore_measurement(
         restored: images::from_model(&best.x, 1, h, w)?.remove(0),
         picture: pic,
         baseline,
-        zeta: best.zeta,
         residual: best.residuals[0],
         baseline_residual,
         restart: best.chosen[0],
@@ -803,9 +812,12 @@ struct RunHeader {
     task: String,
     seed: u64,
     steps: usize,
-    zeta: f64,
+    /// The solver's resolved settings.
+    solver: String,
+    /// DPS's step size (None for the other solvers).
+    zeta: Option<f64>,
     adapter: String,
-    /// The regularizer's full settings (`key=value,...`), when DPS+EquiReg ran.
+    /// The regularizer's full settings (`key=value,...`), when a solver ran with EquiReg.
     equireg: Option<String>,
 }
 
@@ -817,7 +829,7 @@ struct CsvRow<'a> {
     task: &'a str,
     seed: u64,
     steps: usize,
-    zeta: f64,
+    zeta: Option<f64>,
     psnr: String,
     ssim: String,
     psnr_measurement: String,
@@ -882,7 +894,8 @@ fn write_metrics(
         })
         .collect();
     let doc = json!({
-        "task": task, "seed": seed, "steps": steps, "zeta": zeta, "adapter": adapter,
+        "task": task, "seed": seed, "steps": steps, "solver": run.solver, "zeta": zeta,
+        "adapter": adapter,
         "equireg": run.equireg,
         "complete": complete,
         "error": error,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use equireg::images;
 use equireg::schedule::Sampler;
-use equireg::solver::{DiffusionConfig, Solver};
+use equireg::solvers::{DiffusionConfig, Solver};
 use equireg_gpu::Gpu;
 use equireg_nn::{UNet, Weights};
 

@@ -1,6 +1,6 @@
 //! equireg: the library users embed. Diffusion schedules and samplers, measurement operators
-//! (each with forward and VJP on the GPU and a CPU twin), the DPS solver whose whole reverse loop
-//! stays on the GPU, image I/O and metrics.
+//! (each with forward and VJP on the GPU and a CPU twin), posterior samplers (DPS, DiffPIR)
+//! whose reverse loops stay on the GPU, image I/O and metrics.
 
 pub mod default_models;
 pub mod error;
@@ -13,7 +13,7 @@ pub mod pde;
 pub mod regularizer;
 pub mod restore;
 pub mod schedule;
-pub mod solver;
+pub mod solvers;
 pub mod task;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
 //! One restoration, end to end, for embedding: simulate a measurement of clean images with a
-//! task's operator and seeded noise, then run DPS on the GPU to restore them.
+//! task's operator and seeded noise, then run a posterior sampler (DPS, DiffPIR) on the GPU to
+//! restore them. The CLI's `restore` is a layer over these functions.
 //!
 //! Reproducibility: the operator's random parameters (motion kernel, mask) come from the run's
 //! seed; the measurement noise and the sampler's noise of image `k` come from the seed and `k`
@@ -12,8 +13,9 @@ use equireg_nn::UNet;
 use crate::mpe::Mpe;
 use crate::operators::Operator;
 use crate::regularizer::{EquiReg, EquiRegConfig};
-use crate::schedule::Sampler;
-use crate::solver::{DiffusionConfig, Guidance, Solver};
+use crate::schedule::{Sampler, space_timesteps};
+use crate::solvers::diffpir::DiffPirSettings;
+use crate::solvers::{DiffusionConfig, Problem, SolverKind, SolverSpec};
 use crate::task::Task;
 use crate::{Error, Result};
 
@@ -66,59 +68,97 @@ pub fn simulate(
     Ok(Measured { operator, y })
 }
 
-/// Settings of a DPS run.
+/// What a restoration runs, before the task resolves it.
 #[derive(Clone, Debug)]
-pub struct DpsSettings {
-    /// guided-diffusion respacing ("100", "ddim50").
+pub struct RestoreSettings {
+    pub solver: SolverKind,
+    /// The outer steps: for DPS a guided-diffusion respacing ("100", "ddim50"), for the other
+    /// solvers a count.
     pub respacing: String,
+    /// DPS's reverse-step rule.
     pub sampler: Sampler,
-    /// Step size; None: the task's zeta for the number of steps (see `DpsConfig::zeta_for`).
+    /// DPS's step size; None: the task's zeta for the number of steps (`DpsConfig::zeta_for`).
     pub zeta: Option<f64>,
     pub seed: u64,
 }
 
-/// Restores the images of a measurement with DPS (plus EquiReg's penalty when given). `each_step(k, total)` is called after each
-/// step is submitted. Returns the restored batch (host, NCHW, unclamped model range) and the
-/// step size used.
+impl RestoreSettings {
+    /// The number of outer steps.
+    pub fn steps(&self) -> Result<usize> {
+        match self.solver {
+            SolverKind::Dps => Ok(space_timesteps(1000, self.respacing.trim())?.len()),
+            _ => self.respacing.trim().parse::<usize>().map_err(|_| {
+                Error::invalid(format!(
+                    "--steps {:?}: {} takes a number of steps (respacings like \"ddim50\" are \
+                     DPS's)",
+                    self.respacing,
+                    self.solver.name()
+                ))
+            }),
+        }
+    }
+
+    /// The solver with the task's settings for it.
+    pub fn resolve(&self, task: &Task, unet: &UNet) -> Result<SolverSpec> {
+        let steps = self.steps()?;
+        Ok(match self.solver {
+            SolverKind::Dps => {
+                let mut config = DiffusionConfig::for_model(unet.config(), &self.respacing);
+                config.sampler = self.sampler;
+                let zeta = match self.zeta {
+                    Some(z) => z,
+                    None => task.dps.zeta_for(steps)?,
+                };
+                SolverSpec::Dps { config, zeta }
+            }
+            SolverKind::DiffPir => {
+                let p = &task.solver.diffpir;
+                let s = DiffPirSettings {
+                    steps,
+                    lambda: p.lambda,
+                    zeta: p.zeta,
+                    noise_sigma: task.noise().std(),
+                    clip: true,
+                };
+                s.validate()?;
+                SolverSpec::DiffPir(s)
+            }
+        })
+    }
+}
+
+/// Restores the images of a measurement with the solver `spec` (plus EquiReg's penalty when
+/// given), from sampler seed `seed`. `each_step(k, total)` is called after each step is
+/// submitted. Returns the restored batch (host, NCHW, unclamped model range).
 #[allow(clippy::too_many_arguments)]
 pub fn restore<'a>(
     gpu: &'a Gpu,
     unet: &'a UNet,
-    task: &Task,
-    measured: Measured,
-    settings: &DpsSettings,
+    spec: &SolverSpec,
+    measured: &Measured,
+    seed: u64,
     equireg: Option<(&EquiRegConfig, &'a dyn Mpe)>,
     first_item: u32,
     mut each_step: impl FnMut(usize, usize),
-) -> Result<(Vec<f32>, f64)> {
-    let [n, _, h, w] = measured.operator.input_shape();
-    let mut config = DiffusionConfig::for_model(unet.config(), &settings.respacing);
-    config.sampler = settings.sampler;
-    let steps = config.diffusion()?.steps();
-    let zeta = match settings.zeta {
-        Some(z) => z,
-        None => task.dps.zeta_for(steps)?,
-    };
-    let y = gpu.upload(&measured.operator.output_shape(), &measured.y)?;
+) -> Result<Vec<f32>> {
     let shape = measured.operator.input_shape();
+    let [n, _, h, w] = shape;
+    let y = gpu.upload(&measured.operator.output_shape(), &measured.y)?;
     let regularizer = match equireg {
         None => None,
         Some((cfg, mpe)) => Some(EquiReg::new(gpu, cfg.clone(), mpe, shape)?),
     };
-    let guidance = Guidance {
-        operator: measured.operator,
-        measurement: y,
-        zeta: zeta as f32,
+    let problem = Problem {
         regularizer,
-        penalties: Vec::new(),
+        ..Problem::new(measured.operator.as_ref(), &y)
     };
-    let mut solver = Solver::new(gpu, unet, [n, h, w], &config, Some(guidance))?;
-    solver.begin(settings.seed, first_item)?;
-    let out = solver.run(|k| {
+    let mut solver = crate::solvers::build(gpu, unet, [n, h, w], spec, problem)?;
+    let steps = solver.steps();
+    solver.begin(seed, first_item)?;
+    solver.run(&mut |k| {
         each_step(k, steps);
         Ok(())
-    })?;
-    Ok((out, zeta))
+    })
 }
 
 /// The sampler seed of restart `r`; restart 0 is the run's own seed, so a single restart is a
@@ -161,7 +201,6 @@ pub fn residuals(operator: &dyn Operator, y: &[f32], x: &[f32]) -> Result<Vec<f6
 pub struct BestOf {
     /// The kept result of every image (host, NCHW, unclamped model range).
     pub x: Vec<f32>,
-    pub zeta: f64,
     /// Per image, the restart that was kept.
     pub chosen: Vec<usize>,
     /// Per image, the kept result's data residual ||y - A(x)||.
@@ -172,17 +211,15 @@ pub struct BestOf {
 /// (`restart_seed`), keeping for each image the result with the smallest data residual
 /// ||y - A(x)||: no ground truth is involved. DPS on phase retrieval, whose runs often settle on a
 /// shifted or twin-image solution, is reported as the best of several runs in the literature;
-/// this is that protocol with the measurement as the judge. `judge` is the measurement the
-/// residuals are taken against; `measure` gives the same measurement again for each restart (the
-/// solver takes its operator); `each_step` gets (restart, step, steps).
+/// this is that protocol with the measurement as the judge. `each_step` gets (restart, step,
+/// steps).
 #[allow(clippy::too_many_arguments)]
 pub fn restore_best_of<'a>(
     gpu: &'a Gpu,
     unet: &'a UNet,
-    task: &Task,
-    judge: &Measured,
-    mut measure: impl FnMut() -> Result<Measured>,
-    settings: &DpsSettings,
+    spec: &SolverSpec,
+    measured: &Measured,
+    seed: u64,
     equireg: Option<(&EquiRegConfig, &'a dyn Mpe)>,
     first_item: u32,
     restarts: usize,
@@ -193,26 +230,21 @@ pub fn restore_best_of<'a>(
     }
     let mut best: Option<BestOf> = None;
     for r in 0..restarts {
-        let run = DpsSettings {
-            seed: restart_seed(settings.seed, r),
-            ..settings.clone()
-        };
-        let (x, zeta) = restore(
+        let x = restore(
             gpu,
             unet,
-            task,
-            measure()?,
-            &run,
+            spec,
+            measured,
+            restart_seed(seed, r),
             equireg,
             first_item,
             |k, total| each_step(r, k, total),
         )?;
-        let res = residuals(judge.operator.as_ref(), &judge.y, &x)?;
+        let res = residuals(measured.operator.as_ref(), &measured.y, &x)?;
         match best.as_mut() {
             None => {
                 best = Some(BestOf {
                     x,
-                    zeta,
                     chosen: vec![0; res.len()],
                     residuals: res,
                 })

@@ -60,6 +60,38 @@ pub struct Task {
     /// for `count`, chosen on the validation crops; see [`EquiRegPreset`]).
     #[serde(default)]
     pub equireg: EquiRegPreset,
+    /// The other solvers' settings for this task: `[solver.NAME]` tables.
+    #[serde(default)]
+    pub solver: SolverPresets,
+}
+
+/// The `[solver]` table of a task: one sub-table per solver beside DPS (whose settings are the
+/// `[dps]` table).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SolverPresets {
+    pub diffpir: DiffPirPreset,
+}
+
+/// DiffPIR's task settings (`[solver.diffpir]`, `--set solver.lambda=...` with
+/// `--solver diffpir`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiffPirPreset {
+    /// The data step's weight (rho = lambda sigma_n^2 / sigmabar^2).
+    pub lambda: f64,
+    /// The re-noising mix in [0, 1].
+    pub zeta: f64,
+}
+
+impl Default for DiffPirPreset {
+    /// deepinv's DiffPIR defaults (which follow the reference's deblurring script's lambda).
+    fn default() -> Self {
+        Self {
+            lambda: 7.0,
+            zeta: 0.1,
+        }
+    }
 }
 
 /// The `[equireg]` table of a task: the same keys as `--equireg key=value,...`.

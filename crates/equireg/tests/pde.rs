@@ -300,7 +300,7 @@ fn true_darcy_pairs_have_a_small_residual() {
 #[test]
 fn darcy_penalty_records_the_twin_gradient_and_fires_below_sigma_one() {
     use equireg::pde::residual::{DarcyPenalty, ResidualSettings};
-    use equireg::solver::Penalty;
+    use equireg::solvers::Penalty;
     use equireg_gpu::reference::pde_residual::darcy_residual_grad;
     let g = gpu();
     let shape = [2, 2, 16, 16];

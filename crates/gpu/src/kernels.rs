@@ -64,6 +64,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("rng", include_str!("../../../shaders/rng.wgsl")),
     ("softmax", include_str!("../../../shaders/softmax.wgsl")),
     (
+        "solver_step",
+        include_str!("../../../shaders/solver_step.wgsl"),
+    ),
+    (
         "timestep_embedding",
         include_str!("../../../shaders/timestep_embedding.wgsl"),
     ),

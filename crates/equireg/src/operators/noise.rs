@@ -49,6 +49,17 @@ impl Noise {
         }
     }
 
+    /// The noise's standard deviation in [-1, 1] units, for solvers whose step sizes follow it
+    /// (DiffPIR): sigma for Gaussian noise; for Poisson noise its value at mid-gray,
+    /// `2 sqrt(0.5 / (255 rate))` (the std of `Poisson(lambda) / scale` is `sqrt(lambda) / scale`).
+    pub fn std(&self) -> f64 {
+        match *self {
+            Noise::None => 0.0,
+            Noise::Gaussian { sigma } => sigma,
+            Noise::Poisson { rate } => 2.0 * (0.5 / (255.0 * rate)).sqrt(),
+        }
+    }
+
     /// The noisy measurement, deterministic in `seed`. Parameters are assumed valid (see
     /// [`Noise::validate`]).
     pub fn apply_cpu(&self, y: &[f32], seed: u64) -> Vec<f32> {

@@ -11,7 +11,7 @@ use crate::mpe::Mpe;
 use crate::operators::Operator;
 use crate::regularizer::{EquiReg, EquiRegConfig};
 use crate::schedule::Sampler;
-use crate::solver::{DiffusionConfig, Guidance, Penalty, Solver};
+use crate::solvers::{DiffusionConfig, Guidance, Penalty, Problem, Solver};
 
 /// Settings of a field reconstruction.
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ pub fn default_zeta(observe: super::Observe) -> f64 {
 pub fn reconstruct<'a>(
     gpu: &'a Gpu,
     unet: &'a UNet,
-    operator: Box<dyn Operator>,
+    operator: &'a dyn Operator,
     y: &[f32],
     settings: &PdeSettings,
     equireg: Option<(&EquiRegConfig, &'a dyn Mpe)>,
@@ -62,11 +62,13 @@ pub fn reconstruct<'a>(
         Some((cfg, mpe)) => Some(EquiReg::new(gpu, cfg.clone(), mpe, shape)?),
     };
     let guidance = Guidance {
-        operator,
-        measurement,
+        problem: Problem {
+            operator,
+            measurement: &measurement,
+            regularizer,
+            penalties,
+        },
         zeta: settings.zeta as f32,
-        regularizer,
-        penalties,
     };
     let mut solver = Solver::new(gpu, unet, [n, h, w], &config, Some(guidance))?;
     solver.begin(settings.seed, first_item)?;

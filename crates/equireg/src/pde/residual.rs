@@ -7,7 +7,7 @@ use equireg_gpu::ops::pde_residual::{DarcyResidualParams, darcy_residual, darcy_
 use equireg_gpu::{DType, Gpu, Recorder, Tensor};
 
 use super::{FieldNorm, Problem};
-use crate::solver::Penalty;
+use crate::solvers::Penalty;
 use crate::{Error, Result};
 
 /// How the residual is penalised.

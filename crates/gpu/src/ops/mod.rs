@@ -21,6 +21,7 @@ pub mod relu;
 pub mod resample;
 pub mod rng;
 pub mod softmax;
+pub mod solver_step;
 pub mod timestep_embedding;
 pub mod transforms;
 

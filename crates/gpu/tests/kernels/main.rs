@@ -24,5 +24,6 @@ mod relu;
 mod resample;
 mod rng;
 mod softmax;
+mod solver_step;
 mod timestep_embedding;
 mod transforms;

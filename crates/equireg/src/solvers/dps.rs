@@ -9,9 +9,10 @@
 //! x0         = clip(c1 x_t - c2 eps)                     (posterior_step, with
 //! x'         = a x0 + b x_t + sigma(v) z                  z from the counted Philox draw)
 //! -- DPS only --
-//! r          = y - A(x0);  L = sum_n ||r_n||             (operator forward, reduce per sample)
-//! dL/dA(x0)  = -r_n / ||r_n||                            (loss_cotangent)
-//! dL/dx0     = J_A^T dL/dA(x0)                           (operator VJP)
+//! r          = y - A(x0);  L = sum_n ||r_n||             (data term: operator forward,
+//! dL/dA(x0)  = -r_n / ||r_n||                             reduce per sample, cotangent,
+//! dL/dx0     = J_A^T dL/dA(x0)                            operator VJP)
+//! dL/dx0    += d penalties / dx0                         (PDE residuals, EquiReg)
 //! dL/dx_t    = c1 m dx0 + J_unet^T (-c2 m dx0)           (x0_cotangent, UNet VJP)
 //! x_{t-1}    = x' - zeta dL/dx_t                         (guided_update)
 //! -- unguided: x_{t-1} = x' --
@@ -25,25 +26,22 @@
 //! item index (`first_item + slot`), not by its batch slot, for the same reason.
 
 use equireg_gpu::ops::diffusion::{
-    StepState, TweedieOptions, advance_step, guided_update, loss_cotangent, posterior_step,
-    set_timesteps, x0_cotangent,
+    StepState, TweedieOptions, advance_step, guided_update, posterior_step, set_timesteps,
+    x0_cotangent,
 };
-use equireg_gpu::ops::elementwise::{axpby, copy};
-use equireg_gpu::ops::reduce::{Reduction, reduce_rows, reduce_scratch};
+use equireg_gpu::ops::elementwise::copy;
 use equireg_gpu::ops::rng::rng_normal_items;
 use equireg_gpu::{DType, Gpu, Recorder, Tensor};
 use equireg_nn::{UNet, UNetConfig, UNetRun};
 
 use std::cell::Cell;
 
-use crate::operators::Operator;
+use super::data_term::{DataLoss, DataTerm};
+use super::penalty::{Penalties, StepPosition};
+use super::{Evaluations, PosteriorSampler, Problem, STREAM_INITIAL, STREAM_STEP};
 use crate::regularizer::EquiReg;
 use crate::schedule::{BetaSchedule, Diffusion, Sampler, StepCoefficients, VarianceKind};
 use crate::{Error, Result};
-
-/// Philox streams of the solver's draws (an operator's own draws use others).
-const STREAM_INITIAL: u32 = 0;
-const STREAM_STEP: u32 = 1;
 
 /// How the reverse process is discretised.
 #[derive(Clone, Debug)]
@@ -82,39 +80,17 @@ impl DiffusionConfig {
     }
 }
 
-/// A penalty on the clean estimate x0 added to the data term before differentiation (a PDE
-/// residual, for example): it records its gradient with respect to x0 into the data term's.
-pub trait Penalty {
-    fn name(&self) -> &str;
-    /// Does the penalty act at loop step `k` of `steps`, whose noise level is
-    /// `sigma = sqrt((1 - abar_t) / abar_t)` (the variance-exploding sigma of the step)?
-    fn fires(&self, k: usize, steps: usize, sigma: f64) -> bool;
-    /// Records `dx0 += d penalty / d x0` at `x0` (both the solver's shape).
-    fn record_grad(&self, rec: &mut Recorder, x0: &Tensor, dx0: &Tensor) -> Result<()>;
-}
-
-/// The data term of DPS: an operator built for the solver's image shape, the measurement `y`
-/// (shape `operator.output_shape()`) on the GPU, and the step size zeta.
+/// DPS's guidance: the problem and the step size zeta.
 pub struct Guidance<'m> {
-    pub operator: Box<dyn Operator>,
-    pub measurement: Tensor,
+    pub problem: Problem<'m>,
     pub zeta: f32,
-    /// EquiReg's penalty, added to the data term before differentiation.
-    pub regularizer: Option<EquiReg<'m>>,
-    /// Further penalties on x0 (PDE residuals), added the same way.
-    pub penalties: Vec<Box<dyn Penalty + 'm>>,
 }
 
-/// Tensors of the guidance term, allocated once.
+/// The guidance term's pieces and tensors, allocated once.
 struct GuidanceState<'m> {
-    g: Guidance<'m>,
-    /// A(x0), then reused for nothing else.
-    a_x0: Tensor,
-    residual: Tensor,
-    /// [N]: ||y - A(x0)|| per sample of the current step.
-    norm: Tensor,
-    scratch: Tensor,
-    d_a_x0: Tensor,
+    data: DataTerm<'m>,
+    penalties: Penalties<'m>,
+    zeta: f32,
     dx0: Tensor,
     direct: Tensor,
 }
@@ -237,7 +213,7 @@ impl<'a> Solver<'a> {
 
     /// The current step's ||y - A(x0)|| per sample, when guided.
     pub fn residual_norm(&self) -> Option<&Tensor> {
-        self.guidance.as_ref().map(|g| &g.norm)
+        self.guidance.as_ref().map(|g| g.data.residual_norm())
     }
 
     /// Starts a run: step counter 0 and x_T drawn on the GPU from `seed`; image `k` of the
@@ -246,8 +222,8 @@ impl<'a> Solver<'a> {
         self.seed = seed;
         self.first_item = first_item;
         self.k.set(0);
-        if let Some(r) = self.regularizer_mut() {
-            r.set_seed(seed);
+        if let Some(g) = self.guidance.as_mut() {
+            g.penalties.set_seed(seed);
         }
         self.gpu.write(&self.step, &[0u32])?;
         let mut rec = self.gpu.recorder();
@@ -290,8 +266,8 @@ impl<'a> Solver<'a> {
         self.seed = seed;
         self.first_item = first_item;
         self.k.set(row);
-        if let Some(r) = self.regularizer_mut() {
-            r.set_seed(seed);
+        if let Some(g) = self.guidance.as_mut() {
+            g.penalties.set_seed(seed);
         }
         self.gpu.write(&self.step, &[row as u32])?;
         self.gpu.write(self.run.input(), x_t)?;
@@ -334,25 +310,15 @@ impl<'a> Solver<'a> {
             None => copy(rec, &self.x_prev, x)?,
             Some(g) => {
                 rec.section("operator");
-                g.g.operator.record_forward(rec, &self.x0, &g.a_x0)?;
-                axpby(rec, 1.0, &g.g.measurement, -1.0, &g.a_x0, &g.residual)?;
-                reduce_rows(rec, &g.residual, &g.norm, &g.scratch, Reduction::L2)?;
-                loss_cotangent(rec, &g.residual, &g.norm, &g.d_a_x0)?;
-                g.g.operator.record_vjp(rec, &self.x0, &g.d_a_x0, &g.dx0)?;
+                g.data.record_grad(rec, &self.x0, &g.dx0)?;
                 let k = self.k.get();
-                let sigma = self.sigmas.get(k).copied().unwrap_or(0.0);
-                for p in &g.g.penalties {
-                    if p.fires(k, self.steps, sigma) {
-                        rec.section("penalty");
-                        p.record_grad(rec, &self.x0, &g.dx0)?;
-                    }
-                }
-                if let Some(r) = &g.g.regularizer
-                    && r.config.fires(self.k.get(), self.steps)
-                {
-                    rec.section("equireg");
-                    r.record(rec, &self.x0, &g.dx0, &self.step)?;
-                }
+                let at = StepPosition {
+                    k,
+                    steps: self.steps,
+                    sigma: self.sigmas.get(k).copied().unwrap_or(0.0),
+                    counter: &self.step,
+                };
+                g.penalties.record(rec, &self.x0, &g.dx0, at)?;
                 x0_cotangent(
                     rec,
                     st,
@@ -372,7 +338,7 @@ impl<'a> Solver<'a> {
                     &g.direct,
                     self.run.input_grad()?,
                     x,
-                    g.g.zeta,
+                    g.zeta,
                 )?;
             }
         }
@@ -396,13 +362,9 @@ impl<'a> Solver<'a> {
         Ok(())
     }
 
-    fn regularizer_mut(&mut self) -> Option<&mut EquiReg<'a>> {
-        self.guidance.as_mut()?.g.regularizer.as_mut()
-    }
-
     /// The regularizer, when the run has one.
     pub fn regularizer(&self) -> Option<&EquiReg<'a>> {
-        self.guidance.as_ref()?.g.regularizer.as_ref()
+        self.guidance.as_ref()?.penalties.regularizer.as_ref()
     }
 
     /// Runs all steps from [`Solver::begin`]; `each_step(k)` is called after step k is submitted
@@ -424,41 +386,68 @@ impl<'a> Solver<'a> {
 
 impl<'m> GuidanceState<'m> {
     fn new(gpu: &Gpu, g: Guidance<'m>, shape: [usize; 4]) -> Result<Self> {
-        let op = &g.operator;
-        if op.input_shape() != shape {
-            return Err(Error::invalid(format!(
-                "the {} operator was built for images {:?}, the solver runs {:?}",
-                op.name(),
-                op.input_shape(),
-                shape
-            )));
-        }
-        let out = op.output_shape();
-        if g.measurement.shape() != out.as_slice() {
-            return Err(Error::invalid(format!(
-                "the measurement has shape {:?}, the {} operator produces {:?}",
-                g.measurement.shape(),
-                op.name(),
-                out
-            )));
-        }
         if !g.zeta.is_finite() || g.zeta < 0.0 {
             return Err(Error::invalid(format!(
                 "the guidance step size must be finite and >= 0, got {}",
                 g.zeta
             )));
         }
-        let n = shape[0];
-        let cols = out.iter().product::<usize>() / n;
+        let (operator, measurement, penalties) = g.problem.split();
         Ok(Self {
-            a_x0: gpu.alloc(&out, DType::F32)?,
-            residual: gpu.alloc(&out, DType::F32)?,
-            norm: gpu.alloc(&[n], DType::F32)?,
-            scratch: reduce_scratch(gpu, n, cols)?,
-            d_a_x0: gpu.alloc(&out, DType::F32)?,
+            data: DataTerm::new(gpu, operator, measurement, DataLoss::Norm, shape)?,
+            penalties,
+            zeta: g.zeta,
             dx0: gpu.alloc(&shape, DType::F32)?,
             direct: gpu.alloc(&shape, DType::F32)?,
-            g,
         })
+    }
+}
+
+impl PosteriorSampler for Solver<'_> {
+    fn name(&self) -> &'static str {
+        if self.guidance.is_some() {
+            "dps"
+        } else {
+            "unconditional"
+        }
+    }
+
+    fn steps(&self) -> usize {
+        self.steps
+    }
+
+    fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    fn begin(&mut self, seed: u64, first_item: u32) -> Result<()> {
+        Solver::begin(self, seed, first_item)
+    }
+
+    fn step(&self) -> Result<()> {
+        Solver::step(self)
+    }
+
+    fn state(&self) -> &Tensor {
+        Solver::state(self)
+    }
+
+    fn x0(&self) -> &Tensor {
+        Solver::x0(self)
+    }
+
+    fn evaluations(&self) -> Evaluations {
+        Evaluations {
+            forward: self.steps,
+            vjp: if self.guidance.is_some() {
+                self.steps
+            } else {
+                0
+            },
+        }
+    }
+
+    fn finish(&self) -> Result<Vec<f32>> {
+        Solver::finish(self)
     }
 }

@@ -1,0 +1,204 @@
+//! Posterior samplers for inverse problems, each a loop resident on the GPU, over shared pieces
+//! that each have one job:
+//!
+//! - [`table`]: the per-step coefficients, one named-column table on the GPU read through a GPU
+//!   step counter (`equireg_gpu::ops::solver_step::Column` is the one layout definition);
+//! - the denoiser: the UNet's epsilon and Tweedie's x0 (`ops::solver_step::tweedie`), kept apart
+//!   from the update so that a solver can correct x0 in between;
+//! - [`data_term`]: `y - A(u)` for a borrowed operator and measurement, a per-sample loss (norm,
+//!   half squared norm, squared norm, mean) and its gradient through the operator's VJP;
+//! - [`penalty`]: what is added to that gradient at x0 (PDE residuals, EquiReg);
+//! - the general affine update `x_next = a x0 + b x_t + c eps + d z + e g`
+//!   (`ops::solver_step::affine_update`).
+//!
+//! A solver is one file here implementing [`PosteriorSampler`]: [`dps`] (Diffusion Posterior
+//! Sampling, also the unconditional DDPM / DDIM sampler) and [`diffpir`] (DiffPIR, gradient
+//! form). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
+//! `[solver.NAME]` table and a test; `docs/ARCHITECTURE.md` lists the steps.
+
+pub mod data_term;
+pub mod diffpir;
+pub mod dps;
+pub mod penalty;
+pub mod table;
+
+use equireg_gpu::{Gpu, Tensor};
+use equireg_nn::UNet;
+
+use crate::operators::Operator;
+use crate::regularizer::EquiReg;
+use crate::{Error, Result};
+
+pub use dps::{DiffusionConfig, Guidance, Solver};
+pub use penalty::{Penalties, Penalty};
+
+/// Philox streams of the solvers' draws (an operator's own draws use others).
+pub(crate) const STREAM_INITIAL: u32 = 0;
+pub(crate) const STREAM_STEP: u32 = 1;
+
+/// An inverse problem as a solver sees it: the operator and the measurement `y` (borrowed, so
+/// one simulated measurement serves every solver, variant and restart), and the penalties added
+/// to the data term at the clean estimate.
+pub struct Problem<'m> {
+    pub operator: &'m dyn Operator,
+    /// `operator.output_shape()`, on the GPU.
+    pub measurement: &'m Tensor,
+    /// EquiReg's penalty.
+    pub regularizer: Option<EquiReg<'m>>,
+    /// Further penalties on x0 (PDE residuals).
+    pub penalties: Vec<Box<dyn Penalty + 'm>>,
+}
+
+impl<'m> Problem<'m> {
+    /// The problem without penalties.
+    pub fn new(operator: &'m dyn Operator, measurement: &'m Tensor) -> Self {
+        Self {
+            operator,
+            measurement,
+            regularizer: None,
+            penalties: Vec::new(),
+        }
+    }
+
+    pub(crate) fn split(self) -> (&'m dyn Operator, &'m Tensor, Penalties<'m>) {
+        (
+            self.operator,
+            self.measurement,
+            Penalties {
+                regularizer: self.regularizer,
+                extra: self.penalties,
+            },
+        )
+    }
+}
+
+/// Network evaluations of a whole run, for benchmarks and the evaluation tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evaluations {
+    /// UNet forwards.
+    pub forward: usize,
+    /// UNet input VJPs.
+    pub vjp: usize,
+}
+
+/// A posterior sampler planned for one batch shape: every tensor is allocated at construction,
+/// and each step records dispatches only (nothing uploaded, nothing read back).
+pub trait PosteriorSampler {
+    /// The solver's name, as `--solver` takes it.
+    fn name(&self) -> &'static str;
+    /// Outer steps of a run.
+    fn steps(&self) -> usize;
+    /// `[N, C, H, W]`.
+    fn shape(&self) -> [usize; 4];
+    /// Starts a run from `seed`; image `k` of the batch draws as item `first_item + k`, so its
+    /// result is that of a run of that item alone.
+    fn begin(&mut self, seed: u64, first_item: u32) -> Result<()>;
+    /// Records and submits the next outer step.
+    fn step(&self) -> Result<()>;
+    /// The current state (after the last step: the result, in the model's range, unclamped).
+    fn state(&self) -> &Tensor;
+    /// The current step's clean estimate x0 (for progress frames).
+    fn x0(&self) -> &Tensor;
+    /// Network evaluations of a whole run.
+    fn evaluations(&self) -> Evaluations;
+    /// Waits for the GPU and downloads the state.
+    fn finish(&self) -> Result<Vec<f32>>;
+    /// Runs every step from [`PosteriorSampler::begin`]; `each_step(k)` is called after step k
+    /// is submitted. Returns the final batch, downloaded.
+    fn run(&self, each_step: &mut dyn FnMut(usize) -> Result<()>) -> Result<Vec<f32>> {
+        for k in 0..self.steps() {
+            self.step()?;
+            each_step(k)?;
+        }
+        self.finish()
+    }
+}
+
+/// The solvers `--solver` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolverKind {
+    Dps,
+    DiffPir,
+}
+
+impl SolverKind {
+    pub const ALL: [SolverKind; 2] = [SolverKind::Dps, SolverKind::DiffPir];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SolverKind::Dps => "dps",
+            SolverKind::DiffPir => "diffpir",
+        }
+    }
+
+    /// The label of its results, with or without EquiReg ("dps", "dps+equireg").
+    pub fn label(self, equireg: bool) -> &'static str {
+        match (self, equireg) {
+            (SolverKind::Dps, false) => "dps",
+            (SolverKind::Dps, true) => "dps+equireg",
+            (SolverKind::DiffPir, false) => "diffpir",
+            (SolverKind::DiffPir, true) => "diffpir+equireg",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown solver {s:?}: expected one of {}",
+                    Self::ALL.map(|k| k.name()).join(", ")
+                ))
+            })
+    }
+}
+
+/// A solver with its resolved settings.
+#[derive(Clone, Debug)]
+pub enum SolverSpec {
+    Dps { config: DiffusionConfig, zeta: f64 },
+    DiffPir(diffpir::DiffPirSettings),
+}
+
+impl SolverSpec {
+    pub fn kind(&self) -> SolverKind {
+        match self {
+            SolverSpec::Dps { .. } => SolverKind::Dps,
+            SolverSpec::DiffPir(_) => SolverKind::DiffPir,
+        }
+    }
+
+    /// The resolved settings as `key=value` pairs, for logs, `equireg tasks` and metrics.
+    pub fn describe(&self) -> String {
+        match self {
+            SolverSpec::Dps { config, zeta } => format!(
+                "dps: steps={}, sampler={:?}, zeta={zeta}",
+                config.respacing, config.sampler
+            ),
+            SolverSpec::DiffPir(s) => s.describe(),
+        }
+    }
+}
+
+/// Plans the solver `spec` for `n` images of `h` x `w` on `problem`.
+pub fn build<'a>(
+    gpu: &'a Gpu,
+    unet: &'a UNet,
+    [n, h, w]: [usize; 3],
+    spec: &SolverSpec,
+    problem: Problem<'a>,
+) -> Result<Box<dyn PosteriorSampler + 'a>> {
+    Ok(match spec {
+        SolverSpec::Dps { config, zeta } => {
+            let guidance = Guidance {
+                problem,
+                zeta: *zeta as f32,
+            };
+            Box::new(Solver::new(gpu, unet, [n, h, w], config, Some(guidance))?)
+        }
+        SolverSpec::DiffPir(s) => {
+            Box::new(diffpir::DiffPir::new(gpu, unet, [n, h, w], s, problem)?)
+        }
+    })
+}

@@ -1,0 +1,59 @@
+//! CPU twins of the shared sampler step kernels (ops/solver_step.rs), in f64. `row` is one row
+//! of the step table, indexed by `ops::solver_step::Column`.
+
+use crate::ops::solver_step::Column;
+
+/// Index of element `i`'s epsilon in a model output with `model_channels` channels, for
+/// x-shaped tensors `shape` `[N, C, H, W]`.
+fn eps_index(i: usize, shape: [usize; 4], model_channels: usize) -> usize {
+    let [_, c, h, w] = shape;
+    let hw = h * w;
+    let n = i / (c * hw);
+    (n * model_channels + (i / hw) % c) * hw + i % hw
+}
+
+fn col(row: &[f32], c: Column) -> f64 {
+    row[c.index()] as f64
+}
+
+/// `x0 = c1 x - c2 eps`, clamped to [-1, 1] when `clip`.
+pub fn tweedie(
+    row: &[f32],
+    shape: [usize; 4],
+    model_channels: usize,
+    x: &[f32],
+    model: &[f32],
+    clip: bool,
+) -> Vec<f32> {
+    (0..x.len())
+        .map(|i| {
+            let v = col(row, Column::SqrtRecipAbar) * x[i] as f64
+                - col(row, Column::SqrtRecipm1Abar)
+                    * model[eps_index(i, shape, model_channels)] as f64;
+            (if clip { v.clamp(-1.0, 1.0) } else { v }) as f32
+        })
+        .collect()
+}
+
+/// `A x0 + B x + C eps + D z + E g`.
+#[allow(clippy::too_many_arguments)]
+pub fn affine_update(
+    row: &[f32],
+    shape: [usize; 4],
+    model_channels: usize,
+    x0: &[f32],
+    x: &[f32],
+    model: &[f32],
+    z: &[f32],
+    g: &[f32],
+) -> Vec<f32> {
+    (0..x.len())
+        .map(|i| {
+            (col(row, Column::CoefX0) * x0[i] as f64
+                + col(row, Column::CoefX) * x[i] as f64
+                + col(row, Column::CoefEps) * model[eps_index(i, shape, model_channels)] as f64
+                + col(row, Column::CoefNoise) * z[i] as f64
+                + col(row, Column::CoefGrad) * g[i] as f64) as f32
+        })
+        .collect()
+}

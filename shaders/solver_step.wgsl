@@ -1,0 +1,106 @@
+// The step kernels shared by the posterior samplers of crates/equireg/src/solvers: the model
+// timestep of the current step, Tweedie's clean estimate, and one general affine update
+//
+//     x_next = A x0 + B x + C eps + D z + E g
+//
+// with every coefficient read from a step table on the GPU (one row of ROW floats per network
+// evaluation, in loop order), indexed by a step counter that also lives on the GPU. The column
+// of each named coefficient is an override constant set from the Rust enum
+// `equireg_gpu::ops::solver_step::Column`, so the layout has one definition.
+//
+// Tensors: x, x0, z, g, out [N, C, H, W]; the model output [N, MC, H, W] with MC = C (epsilon)
+// or 2C (epsilon, then learned-variance channels, which these kernels ignore).
+
+override WG: u32 = 256u;
+override ROW: u32 = 8u;
+override COL_T: u32 = 0u;
+override COL_C1: u32 = 1u;
+override COL_C2: u32 = 2u;
+override COL_A: u32 = 3u;
+override COL_B: u32 = 4u;
+override COL_C: u32 = 5u;
+override COL_D: u32 = 6u;
+override COL_E: u32 = 7u;
+
+struct Params {
+    total: u32,     // N * C * H * W (set_timesteps: N)
+    hw: u32,        // H * W
+    channels: u32,  // C
+    model_channels: u32,
+    steps: u32,     // rows in the table
+    clip: u32,      // tweedie: 1 clamps x0 to [-1, 1]
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// Start of the current row; a counter past the end stays on the last row.
+fn row_base(step: u32) -> u32 {
+    return min(step, p.steps - 1u) * ROW;
+}
+
+// Index of the epsilon value of element i in a model output with `model_channels` channels.
+fn eps_index(i: u32) -> u32 {
+    let n = i / (p.channels * p.hw);
+    let c = (i / p.hw) % p.channels;
+    return (n * p.model_channels + c) * p.hw + i % p.hw;
+}
+
+// ---- step_timesteps: t[n] = the current row's model timestep ----
+
+@group(0) @binding(1) var<storage, read> st_table: array<f32>;
+@group(0) @binding(2) var<storage, read> st_step: array<u32>;
+@group(0) @binding(3) var<storage, read_write> st_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn step_timesteps(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.total) {
+        st_out[gid.x] = st_table[row_base(st_step[0]) + COL_T];
+    }
+}
+
+// ---- tweedie: x0 = C1 x - C2 eps, clamped to [-1, 1] when clip = 1 ----
+
+@group(0) @binding(1) var<storage, read> tw_table: array<f32>;
+@group(0) @binding(2) var<storage, read> tw_step: array<u32>;
+@group(0) @binding(3) var<storage, read> tw_x: array<f32>;
+@group(0) @binding(4) var<storage, read> tw_model: array<f32>;
+@group(0) @binding(5) var<storage, read_write> tw_x0: array<f32>;
+
+@compute @workgroup_size(WG)
+fn tweedie(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    let r = row_base(tw_step[0]);
+    var x0 = tw_table[r + COL_C1] * tw_x[i] - tw_table[r + COL_C2] * tw_model[eps_index(i)];
+    if (p.clip == 1u) { x0 = clamp(x0, -1.0, 1.0); }
+    tw_x0[i] = x0;
+}
+
+// ---- affine_update: out = A x0 + B x + C eps + D z + E g ----
+
+@group(0) @binding(1) var<storage, read> au_table: array<f32>;
+@group(0) @binding(2) var<storage, read> au_step: array<u32>;
+@group(0) @binding(3) var<storage, read> au_x0: array<f32>;
+@group(0) @binding(4) var<storage, read> au_x: array<f32>;
+@group(0) @binding(5) var<storage, read> au_model: array<f32>;
+@group(0) @binding(6) var<storage, read> au_z: array<f32>;
+@group(0) @binding(7) var<storage, read> au_g: array<f32>;
+@group(0) @binding(8) var<storage, read_write> au_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn affine_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    let r = row_base(au_step[0]);
+    au_out[i] = au_table[r + COL_A] * au_x0[i] + au_table[r + COL_B] * au_x[i]
+        + au_table[r + COL_C] * au_model[eps_index(i)] + au_table[r + COL_D] * au_z[i]
+        + au_table[r + COL_E] * au_g[i];
+}

@@ -1,0 +1,104 @@
+//! The posterior samplers beside DPS against PyTorch re-statements of their reference code
+//! (tools/make_solver_fixtures.py, float64, the same synthetic network and the engine's Philox
+//! draws): every step from the reference's state, the whole run, and the seam's contracts.
+
+use equireg::operators::Operator;
+use equireg::operators::phase_retrieval::PhaseRetrieval;
+use equireg::operators::resize::{ResizeKind, SuperResolution};
+use equireg::solvers::diffpir::{DiffPir, DiffPirSettings};
+use equireg::solvers::{PosteriorSampler, Problem};
+use equireg_gpu::{Gpu, GpuOptions};
+use equireg_nn::{UNet, UNetConfig, npy, synthetic};
+use equireg_tests::rel_l2;
+use std::path::PathBuf;
+
+fn gpu() -> Gpu {
+    Gpu::new(&GpuOptions::default())
+        .unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/solvers")
+        .join(name)
+}
+
+fn read(dir: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    npy::read_f32(&dir.join(format!("{name}.npy"))).unwrap()
+}
+
+fn check_diffpir(g: &Gpu, unet: &UNet, name: &str) {
+    let dir = fixture(name);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let batch = meta["batch"].as_u64().unwrap() as usize;
+    let size = meta["size"].as_u64().unwrap() as usize;
+    let seed = meta["seed"].as_u64().unwrap();
+    let shape = [batch, 3, size, size];
+    let operator: Box<dyn Operator> = if name.ends_with("sr4") {
+        Box::new(SuperResolution::new(g, shape, 4, ResizeKind::Bicubic).unwrap())
+    } else {
+        Box::new(PhaseRetrieval::new(g, shape, 2.0).unwrap())
+    };
+    let (ys, y) = read(&dir, "y");
+    let y = g.upload(&ys, &y).unwrap();
+    let settings = DiffPirSettings {
+        steps: meta["steps"].as_u64().unwrap() as usize,
+        lambda: meta["lambda"].as_f64().unwrap(),
+        zeta: meta["zeta"].as_f64().unwrap(),
+        noise_sigma: meta["noise_sigma"].as_f64().unwrap(),
+        clip: true,
+    };
+    let (ss, states) = read(&dir, "states");
+    let per = ss[1..].iter().product::<usize>();
+    let state = |r: usize| &states[r * per..(r + 1) * per];
+    let mut s = DiffPir::new(
+        g,
+        unet,
+        [batch, size, size],
+        &settings,
+        Problem::new(operator.as_ref(), &y),
+    )
+    .unwrap();
+    assert_eq!(ss[0], settings.steps + 1, "a state per step, and x_T");
+    // Each step from the reference's state.
+    for r in 0..settings.steps {
+        s.begin_from(seed, 0, state(r), r).unwrap();
+        s.step().unwrap();
+        let got = s.finish().unwrap();
+        let e = rel_l2(&got, state(r + 1));
+        eprintln!("{name}: step {r}: relative L2 {e:.2e}");
+        assert!(e < 1e-4, "{name}: step {r} relative L2 error {e:.3e}");
+    }
+    // The whole run from the engine's own x_T draw.
+    s.begin(seed, 0).unwrap();
+    let x_t = g.download(s.state()).unwrap();
+    let e0 = rel_l2(&x_t, state(0));
+    assert!(
+        e0 < 1e-6,
+        "{name}: x_T differs from the Philox twin's by {e0:.3e}"
+    );
+    let out = s.run(&mut |_| Ok(())).unwrap();
+    let e = rel_l2(&out, state(settings.steps));
+    eprintln!(
+        "{name}: whole run of {} steps: relative L2 {e:.2e}",
+        settings.steps
+    );
+    assert!(e < 1e-4, "{name}: final sample relative L2 error {e:.3e}");
+    assert_eq!(s.evaluations().forward, settings.steps - 1);
+}
+
+#[test]
+fn diffpir_matches_its_reference_restatement() {
+    let g = gpu();
+    let cfg = UNetConfig::preset("tiny32").unwrap();
+    let unet = UNet::new(
+        &g,
+        &cfg,
+        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
+    )
+    .unwrap();
+    for name in ["diffpir-sr4", "diffpir-phase-retrieval"] {
+        check_diffpir(&g, &unet, name);
+    }
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Fixtures for the posterior samplers beside DPS: PyTorch re-statements of their reference
+implementations, run in float64 on a small network with synthetic weights.
+
+DiffPIR (yuanzhi-zhu/DiffPIR, main_ddpir_sisr.py / main_ddpir.py, generate_mode 'DiffPIR',
+model_out_type 'pred_xstart', sub_1_analytic False, eta 0, skip_type 'quad', t_start 999),
+restated from the reference's loop:
+
+    sigma_ks[t] = sqrt(1 - abar_t) / sqrt(abar_t);  rhos[t] = lambda sigma^2 / sigma_ks[t]^2
+    seq = int(sqrt(linspace(0, 1000^2, K))), seq[-1] -= 1;  t_i = 999 - seq[i]
+    x0 = clip(pred_xstart(x, t_i))
+    if not last: norm_grad, norm = grad and value of ||y - A(x0)|| ;  x0 -= norm_grad * norm / rhos[t_i]
+                 eps = (x - sqrt(abar_i) x0) / sqrt(1 - abar_i)
+                 x = sqrt(abar_im1) x0 + sqrt(1 - zeta) sqrt(1 - abar_im1) eps + sqrt(zeta) sqrt(1 - abar_im1) z
+    last: x is kept (the result)
+
+with sigma = max(0.001, noise level in [0, 1] units) and the data step in [-1, 1] units as the
+super-resolution script (measurement 2 y - 1). The network is deepinv's DiffUNet blocks in
+guided-diffusion's order (tools/make_fixtures.py, preset tiny32, synthetic weights of
+tools/synthetic.py), in float64. The operators are those of tools/make_dps_fixtures.py (DPS's
+Resizer, |FFT| phase retrieval). The noise is the engine's Philox scheme restated in Python
+(make_dps_fixtures.normal_item): x_T is stream 0 at offset 0, the step noise stream 1 at the
+step's row, both keyed by the image's item index, so the engine's own draws can be used.
+
+Besides the final sample, every intermediate state is saved, so that each step can also be
+checked on its own from the reference's state (a step from a state far from the data takes a
+large data step, and float32 differences grow over a run).
+
+Usage: build/venv/bin/python tools/make_solver_fixtures.py   (writes tests/fixtures/solvers/)
+"""
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import synthetic  # noqa: E402
+from make_dps_fixtures import normal_item, op_phase_retrieval, op_sr4  # noqa: E402
+from make_fixtures import as_float64_reference, build_unet, weight_items  # noqa: E402
+
+WEIGHT_SEED = 11
+SIZE = 32
+SEED = 77
+
+
+def unet64():
+    model = build_unet("tiny32")
+    sd = weight_items(model)
+    new = {k: torch.from_numpy(synthetic.tensor(WEIGHT_SEED, k, tuple(v.shape))) for k, v in sd.items()}
+    model.load_state_dict(new, strict=False)
+    return as_float64_reference(model)
+
+
+def linear_abar():
+    betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
+    return np.cumprod(1.0 - betas)
+
+
+def quad_seq(k):
+    seq = [int(s) for s in np.sqrt(np.linspace(0, 1000**2, k))]
+    seq[-1] -= 1
+    return seq
+
+
+def diffpir(unet, a, y, batch, steps, lam, zeta, noise_level):
+    abar = linear_abar()
+    sqrt_ac, sqrt_1m = np.sqrt(abar), np.sqrt(1.0 - abar)
+    sigma = max(0.001, noise_level)
+    rhos = lam * sigma**2 / (sqrt_1m / sqrt_ac) ** 2
+    seq = quad_seq(steps)
+    n = 3 * SIZE * SIZE
+    x = torch.from_numpy(np.stack([normal_item(n, SEED, 0, 0, k) for k in range(batch)])
+                         .reshape(batch, 3, SIZE, SIZE)).double()
+    states = [x.clone()]
+    for i in range(len(seq)):
+        t_i = 999 - seq[i]
+        if seq[i] == seq[-1]:
+            # The reference calls the network here and keeps x.
+            states.append(x.clone())
+            break
+        with torch.no_grad():
+            eps = unet.forward_diffusion(x, torch.full((batch,), t_i, dtype=torch.int64))[:, :3]
+        x0 = torch.clamp((x - sqrt_1m[t_i] * eps) / sqrt_ac[t_i], -1.0, 1.0).requires_grad_(True)
+        # grad_and_value: the norm over the whole tensor in the reference (batch 1); per sample here.
+        norm = torch.linalg.norm((y - a(x0)).reshape(batch, -1), dim=1)
+        (norm_grad,) = torch.autograd.grad(norm.sum(), x0)
+        x0 = (x0 - norm_grad * norm.reshape(batch, 1, 1, 1) / rhos[t_i]).detach()
+        t_im1 = 999 - seq[i + 1]
+        e = (x - sqrt_ac[t_i] * x0) / sqrt_1m[t_i]
+        z = torch.from_numpy(np.stack([normal_item(n, SEED, 1, i, k) for k in range(batch)])
+                             .reshape(batch, 3, SIZE, SIZE)).double()
+        x = sqrt_ac[t_im1] * x0 + math.sqrt(1 - zeta) * sqrt_1m[t_im1] * e + math.sqrt(zeta) * sqrt_1m[t_im1] * z
+        states.append(x.clone())
+    return states
+
+
+CASES = {
+    # name: (operator, batch, steps, lambda, zeta, noise std in [-1, 1] units)
+    "diffpir-sr4": (op_sr4, 2, 8, 15.0, 0.25, 0.05),
+    "diffpir-phase-retrieval": (op_phase_retrieval, 1, 6, 7.0, 0.1, 0.05),
+}
+
+
+def main():
+    torch.manual_seed(0)
+    unet = unet64()
+    for name, (build, batch, steps, lam, zeta, noise) in CASES.items():
+        a, _ = build(SIZE, SIZE)
+        gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)
+        with torch.no_grad():
+            y = a(torch.from_numpy(gt).double())
+        y = (y + noise * torch.from_numpy(synthetic.tensor(6, "n", tuple(y.shape))).double()).float().double()
+        states = diffpir(unet, a, y, batch, steps, lam, zeta, noise / 2.0)
+        out = os.path.join(REPO, "tests", "fixtures", "solvers", name)
+        os.makedirs(out, exist_ok=True)
+        np.save(os.path.join(out, "y.npy"), y.float().numpy())
+        np.save(os.path.join(out, "states.npy"), torch.stack(states).float().numpy())
+        meta = dict(solver="diffpir", config="tiny32", weight_seed=WEIGHT_SEED, size=SIZE, batch=batch,
+                    steps=steps, seed=SEED, **{"lambda": lam}, zeta=zeta, noise_sigma=noise,
+                    reference="DiffPIR gradient form, restated in torch float64 (tools/make_solver_fixtures.py)")
+        with open(os.path.join(out, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        norms = [float(s.norm()) for s in states]
+        print(f"{name}: |x| per state {['%.3g' % v for v in norms]}")
+
+
+if __name__ == "__main__":
+    main()
