@@ -6,6 +6,7 @@ tools/make_eval_images.py; the models never saw them).
     cargo build --release
     python tools/evaluate.py                          # the full protocol (hours on a CPU)
     python tools/evaluate.py --steps 50,100 --seeds 0 # a subset
+    python tools/evaluate.py --solver diffpir --out build/eval-diffpir   # another solver
 
 For every task, step count and seed it runs
     equireg restore --task T --input assets/images --batch B --compare --steps K --seed S
@@ -54,6 +55,13 @@ import time
 
 TASKS = ["sr4", "gaussian-deblur", "motion-deblur", "box-inpaint", "random-inpaint", "phase-retrieval"]
 SOLVERS = [("baseline", "naive baseline"), ("dps", "DPS"), ("dps+equireg", "DPS+EquiReg")]
+LABELS = {"dps": "DPS", "diffpir": "DiffPIR"}
+
+
+def solver_columns(solver):
+    """(metrics name, table label) of the naive baseline, the solver and the solver+EquiReg."""
+    label = LABELS.get(solver, solver)
+    return [("baseline", "naive baseline"), (solver, label), (f"{solver}+equireg", f"{label}+EquiReg")]
 
 
 def stage_chunks(args):
@@ -140,6 +148,8 @@ def run(args, task, steps, seed, chunk, folder):
             sys.exit(f"{metrics} is missing and --no-run starts no run")
         cmd = [args.binary, "restore", "--task", task, "--input", folder, "--batch", str(args.batch),
                "--steps", str(steps), "--seed", str(seed + 1000 * chunk), "--out", out]
+        if args.solver != "dps":
+            cmd += ["--solver", args.solver]
         if not args.dps_from:
             cmd.append("--no-equireg" if args.dps_only else "--compare")
         if restarts > 1:
@@ -157,7 +167,11 @@ def run(args, task, steps, seed, chunk, folder):
         doc = with_dps_from(args, task, steps, seed, chunk, folder, out, doc)
     # A run with/without EquiReg left in this folder would mix into the table silently too.
     ran = {r["solver"] for r in doc["images"]}
-    if ("dps+equireg" in ran) == args.dps_only:
+    # Runs made before the solver seam record no solver: they are DPS's.
+    recorded_solver = doc.get("solver", "dps:").split(":")[0]
+    if recorded_solver != args.solver:
+        sys.exit(f"{out} holds a run of {recorded_solver}, not {args.solver}; use another --out")
+    if (f"{args.solver}+equireg" in ran) == args.dps_only:
         sys.exit(f"{out} holds a run {'with' if args.dps_only else 'without'} EquiReg; "
                  "use another --out for --dps-only runs")
     # So would one made with other EquiReg settings (another count, alpha, group, encoder).
@@ -205,6 +219,7 @@ def fmt(ms, digits):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default="target/release/equireg")
+    ap.add_argument("--solver", default="dps", help="restore's --solver (dps, diffpir); one per --out")
     ap.add_argument("--images", default="assets/images")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--steps", default="50,100,250")
@@ -242,7 +257,10 @@ def main():
         ap.error("--dps-only runs no EquiReg: drop --equireg")
     if args.dps_only and args.dps_from:
         ap.error("--dps-from completes EquiReg-only runs: drop --dps-only")
-    solvers = SOLVERS[:2] if args.dps_only else SOLVERS
+    if args.dps_from and args.solver != "dps":
+        ap.error("--dps-from pairs with DPS runs: drop --solver")
+    all_solvers = solver_columns(args.solver)
+    solvers = all_solvers[:2] if args.dps_only else all_solvers
     tasks = args.tasks.split(",")
     steps_list = [int(s) for s in args.steps.split(",")]
     seeds_of = {task: [int(s) for s in args.seeds.split(",")] for task in tasks}
@@ -319,7 +337,7 @@ def main():
            if args.dps_from else ""),
         "Each cell: mean over images and seeds ± standard deviation over seeds of the per-seed mean."
         + ("" if args.dps_only else
-           " The last column is the paired difference DPS+EquiReg − DPS in PSNR (same measurement, same "
+           f" The last column is the paired difference {solvers[2][1]} − {solvers[1][1]} in PSNR (same measurement, same "
            "seed): mean ± standard error over the image×seed pairs."),
     ]
     def paired_gains(task, steps, solver, base_solver, base=None):
@@ -338,7 +356,9 @@ def main():
     # (label, (task, steps) -> paired differences) of the last columns.
     paired = []
     if not args.dps_only:
-        paired.append(("EquiReg − DPS (dB)", lambda t, k: paired_gains(t, k, "dps+equireg", "dps")))
+        name = solvers[1][1]
+        paired.append((f"EquiReg − {name} (dB)",
+                       lambda t, k: paired_gains(t, k, f"{args.solver}+equireg", args.solver)))
     if args.paired_against:
         ref_name = os.path.basename(os.path.normpath(args.paired_against))
         for solver, label in solvers[1:]:

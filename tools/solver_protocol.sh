@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The solver comparison of docs/RESULTS.md ("Solvers on the seam"), fixed before any of its
+# results were seen: the embedded default models, the four evaluation photographs
+# (assets/images, runs of 2), seed 0, the six tasks at 20 and 50 outer steps; DPS and DiffPIR
+# (gradient form), each with and without EquiReg (the task presets, `--compare`), from the same
+# measurement and seed. No setting was tuned on these photographs: DiffPIR's lambda and zeta are
+# the reference's per task (assets/tasks/*.toml, [solver.diffpir]).
+#
+#   bash tools/solver_protocol.sh        # writes build/eval-solvers/{dps,diffpir}/results.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+cargo build --release -q -p equireg-cli
+for solver in diffpir dps; do
+    "$PY" tools/evaluate.py --solver "$solver" --steps 20,50 --seeds 0 \
+        --out "build/eval-solvers/$solver" --table "build/eval-solvers/$solver/results.md"
+done
