@@ -1,5 +1,6 @@
 //! `equireg tasks`: the task presets (or a task file) as `restore` would run them: operator,
-//! noise, DPS's step size and the resolved EquiReg settings, as text or JSON. Scripts read
+//! noise, DPS's step size, the other solvers' settings and the resolved EquiReg settings, as
+//! text or JSON. Scripts read
 //! the settings from here instead of keeping their own copy of the presets' defaults.
 
 use clap::Args;
@@ -56,6 +57,11 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
             dps["zeta_used"],
             dps["steps"]
         );
+        let dp = &d["solver"]["diffpir"];
+        println!(
+            "    diffpir: lambda {}, zeta {}, noise level {} ([-1, 1] units)",
+            dp["lambda"], dp["zeta"], dp["noise_sigma"]
+        );
         println!("    equireg: {}", text(&d["equireg"]));
     }
     Ok(())
@@ -76,6 +82,13 @@ fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
             "zeta_rule": task.dps.zeta_rule,
             "steps": args.steps,
             "zeta_used": task.dps.zeta_for(args.steps)?,
+        },
+        "solver": {
+            "diffpir": {
+                "lambda": task.solver.diffpir.lambda,
+                "zeta": task.solver.diffpir.zeta,
+                "noise_sigma": task.noise().std(),
+            },
         },
         "equireg": equireg,
     }))

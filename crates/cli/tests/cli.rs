@@ -982,3 +982,95 @@ fn a_reused_out_is_refused_locked_or_cleaned_never_mixed() {
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(!csv.contains("\"a,"), "{csv}");
 }
+
+// ---- Solvers beside DPS ----
+
+#[test]
+fn restore_runs_diffpir_with_and_without_equireg_and_records_its_settings() {
+    let input = test_png("diffpir-in.png", 32, 32);
+    let out = fresh("diffpir-out");
+    let o = restore_tiny(&[
+        "--task",
+        "sr4",
+        "--solver",
+        "diffpir",
+        "--steps",
+        "4",
+        "--set",
+        "solver.lambda=20",
+        "--compare",
+        "--equireg",
+        "mpe=denoiser:50,freq=1",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.join("o").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for f in ["restored_diffpir.png", "restored_equireg.png", "grid.png"] {
+        assert!(out.join("o/diffpir-in").join(f).is_file(), "{f}: {err}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("o/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["solver"],
+        "diffpir: steps=4, lambda=20, zeta=0.25, noise_sigma=0.05, clip=true"
+    );
+    assert!(m["zeta"].is_null(), "zeta is DPS's: {}", m["zeta"]);
+    assert!(m["mean"]["diffpir"]["psnr"].as_f64().unwrap().is_finite());
+    assert!(
+        m["mean"]["diffpir+equireg"]["psnr"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
+    // `equireg tasks` shows the same settings.
+    let t = tasks_json(&["sr4", "--set", "solver.diffpir.lambda=20"]);
+    assert_eq!(t[0]["solver"]["diffpir"]["lambda"], 20.0);
+    assert_eq!(t[0]["solver"]["diffpir"]["zeta"], 0.25);
+}
+
+#[test]
+fn restore_refuses_bad_solver_settings_by_name() {
+    let input = test_png("diffpir-bad.png", 32, 32);
+    let out = fresh("diffpir-bad");
+    let o = out.join("o");
+    let (i, o) = (input.to_str().unwrap(), o.to_str().unwrap());
+    let base = ["--task", "sr4", "--input", i, "--out", o];
+    let with = |extra: &[&'static str]| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    restore_fails_with(&with(&["--solver", "daps"]), "unknown solver \"daps\"");
+    restore_fails_with(
+        &with(&["--solver", "diffpir", "--steps", "ddim50"]),
+        "diffpir takes a number of steps",
+    );
+    restore_fails_with(
+        &with(&["--solver", "diffpir", "--steps", "1"]),
+        "diffpir needs at least 2 steps",
+    );
+    restore_fails_with(
+        &with(&["--solver", "diffpir", "--set", "solver.zeta=1.5"]),
+        "solver.zeta (diffpir) must be in [0, 1]",
+    );
+    restore_fails_with(
+        &with(&["--solver", "diffpir", "--set", "solver.lambda=-1"]),
+        "solver.lambda (diffpir) must be finite and > 0",
+    );
+    restore_fails_with(
+        &with(&["--solver", "diffpir", "--set", "solver.step=1"]),
+        "unknown field `step`",
+    );
+    restore_fails_with(
+        &with(&["--solver", "diffpir", "--zeta", "1"]),
+        "--zeta and --sampler are DPS's",
+    );
+    assert!(
+        !out.join("o").exists(),
+        "nothing is written on a refused run"
+    );
+}
