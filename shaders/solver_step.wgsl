@@ -104,3 +104,42 @@ fn affine_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         + au_table[r + COL_C] * au_model[eps_index(i)] + au_table[r + COL_D] * au_z[i]
         + au_table[r + COL_E] * au_g[i];
 }
+
+// ---- adam_step: one torch.optim.Adam step (no weight decay) on u with gradient g ----
+// t = iter[0] + 1; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+// u -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), in torch's order of operations.
+
+struct AdamParams {
+    total: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> ap: AdamParams;
+@group(0) @binding(1) var<storage, read> ad_iter: array<u32>;
+@group(0) @binding(2) var<storage, read> ad_g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ad_m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ad_v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ad_u: array<f32>;
+
+@compute @workgroup_size(WG)
+fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= ap.total) { return; }
+    let t = f32(ad_iter[0] + 1u);
+    let g = ad_g[i];
+    let m = ap.beta1 * ad_m[i] + (1.0 - ap.beta1) * g;
+    let v = ap.beta2 * ad_v[i] + (1.0 - ap.beta2) * g * g;
+    ad_m[i] = m;
+    ad_v[i] = v;
+    let bc1 = 1.0 - pow(ap.beta1, t);
+    let bc2 = 1.0 - pow(ap.beta2, t);
+    let denom = sqrt(v) / sqrt(bc2) + ap.eps;
+    ad_u[i] = ad_u[i] - (ap.lr / bc1) * (m / denom);
+}

@@ -55,7 +55,7 @@ import time
 
 TASKS = ["sr4", "gaussian-deblur", "motion-deblur", "box-inpaint", "random-inpaint", "phase-retrieval"]
 SOLVERS = [("baseline", "naive baseline"), ("dps", "DPS"), ("dps+equireg", "DPS+EquiReg")]
-LABELS = {"dps": "DPS", "diffpir": "DiffPIR"}
+LABELS = {"dps": "DPS", "diffpir": "DiffPIR", "red-diff": "RED-diff"}
 
 
 def solver_columns(solver):
@@ -219,7 +219,7 @@ def fmt(ms, digits):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default="target/release/equireg")
-    ap.add_argument("--solver", default="dps", help="restore's --solver (dps, diffpir); one per --out")
+    ap.add_argument("--solver", default="dps", help="restore's --solver (dps, diffpir, red-diff); one per --out")
     ap.add_argument("--images", default="assets/images")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--steps", default="50,100,250")

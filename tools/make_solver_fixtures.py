@@ -22,6 +22,18 @@ Resizer, |FFT| phase retrieval). The noise is the engine's Philox scheme restate
 (make_dps_fixtures.normal_item): x_T is stream 0 at offset 0, the step noise stream 1 at the
 step's row, both keyed by the image's item index, so the engine's own draws can be used.
 
+RED-diff (NVlabs/RED-diff, algos/reddiff.py; reddiff.yaml: Adam lr 0.1, betas (0.9, 0.99),
+grad_term_weight 0.25, obs_weight 1, denoise_term_weight linear, sigma_x0 0, awd, eta 0),
+restated from the reference's loop:
+
+    ts = range(0, 1000, 1000 // K), visited from the top; mu Adam-optimised from mu_0
+    noise_xt ~ N(0, I); xt = sqrt(abar_t) mu + sqrt(1 - abar_t) noise_xt; et = eps(xt, t) (no grad)
+    loss = 0.25 snr_inv mean((et - noise_xt).detach() * mu) + mean((y - A(mu))^2) / 2
+    snr_inv = sqrt(1 - abar_t) / sqrt(abar_t); one Adam step; the result is mu
+
+with the means per sample (summed over the batch) and mu_0 given (the engine's own start is its
+operator's naive estimate: the reference's pseudo-inverse does not exist for every operator).
+
 Besides the final sample, every intermediate state is saved, so that each step can also be
 checked on its own from the reference's state (a step from a state far from the data takes a
 large data step, and float32 differences grow over a run).
@@ -100,6 +112,32 @@ def diffpir(unet, a, y, batch, steps, lam, zeta, noise_level):
     return states
 
 
+def red_diff(unet, a, y, mu0, steps, lr, lam, obs_weight):
+    abar = linear_abar()
+    batch = mu0.shape[0]
+    n = 3 * SIZE * SIZE
+    ts = list(range(0, 1000, 1000 // steps))
+    mu = torch.from_numpy(mu0).double().requires_grad_(True)
+    opt = torch.optim.Adam([mu], lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    states = [mu.detach().clone()]
+    for row, t in enumerate(reversed(ts)):
+        noise = torch.from_numpy(np.stack([normal_item(n, SEED, 1, row, k) for k in range(batch)])
+                                 .reshape(batch, 3, SIZE, SIZE)).double()
+        xt = math.sqrt(abar[t]) * mu.detach() + math.sqrt(1 - abar[t]) * noise
+        with torch.no_grad():
+            et = unet.forward_diffusion(xt, torch.full((batch,), t, dtype=torch.int64))[:, :3]
+        e_obs = y - a(mu)
+        loss_obs = ((e_obs**2).reshape(batch, -1).mean(dim=1) / 2).sum()
+        loss_noise = (((et - noise).detach() * mu).reshape(batch, -1).mean(dim=1)).sum()
+        w = lam * math.sqrt(1 - abar[t]) / math.sqrt(abar[t])
+        loss = w * loss_noise + obs_weight * loss_obs
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        states.append(mu.detach().clone())
+    return states
+
+
 CASES = {
     # name: (operator, batch, steps, lambda, zeta, noise std in [-1, 1] units)
     "diffpir-sr4": (op_sr4, 2, 8, 15.0, 0.25, 0.05),
@@ -107,9 +145,36 @@ CASES = {
 }
 
 
+RED_DIFF_CASES = {
+    # name: (operator, batch, steps, lr, lambda, obs_weight)
+    "red-diff-sr4": (op_sr4, 2, 5, 0.1, 0.25, 1.0),
+    "red-diff-phase-retrieval": (op_phase_retrieval, 1, 4, 0.1, 0.25, 1.0),
+}
+
+
 def main():
     torch.manual_seed(0)
     unet = unet64()
+    for name, (build, batch, steps, lr, lam, obs) in RED_DIFF_CASES.items():
+        a, _ = build(SIZE, SIZE)
+        gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)
+        with torch.no_grad():
+            y = a(torch.from_numpy(gt).double())
+        y = (y + 0.05 * torch.from_numpy(synthetic.tensor(6, "n", tuple(y.shape))).double()).float().double()
+        mu0 = np.clip(synthetic.tensor(8, "mu0", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)
+        states = red_diff(unet, a, y, mu0, steps, lr, lam, obs)
+        out = os.path.join(REPO, "tests", "fixtures", "solvers", name)
+        os.makedirs(out, exist_ok=True)
+        np.save(os.path.join(out, "y.npy"), y.float().numpy())
+        np.save(os.path.join(out, "mu0.npy"), mu0.astype(np.float32))
+        np.save(os.path.join(out, "states.npy"), torch.stack(states).float().numpy())
+        meta = dict(solver="red-diff", config="tiny32", weight_seed=WEIGHT_SEED, size=SIZE, batch=batch,
+                    steps=steps, seed=SEED, lr=lr, **{"lambda": lam}, obs_weight=obs,
+                    reference="RED-diff, restated in torch float64 (tools/make_solver_fixtures.py)")
+        with open(os.path.join(out, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        moved = [float((states[i + 1] - states[i]).norm() / states[i].norm()) for i in range(steps)]
+        print(f"{name}: relative move per step {['%.3g' % v for v in moved]}")
     for name, (build, batch, steps, lam, zeta, noise) in CASES.items():
         a, _ = build(SIZE, SIZE)
         gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)

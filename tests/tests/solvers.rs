@@ -6,6 +6,7 @@ use equireg::operators::Operator;
 use equireg::operators::phase_retrieval::PhaseRetrieval;
 use equireg::operators::resize::{ResizeKind, SuperResolution};
 use equireg::solvers::diffpir::{DiffPir, DiffPirSettings};
+use equireg::solvers::red_diff::{RedDiff, RedDiffSettings};
 use equireg::solvers::{PosteriorSampler, Problem};
 use equireg_gpu::{Gpu, GpuOptions};
 use equireg_nn::{UNet, UNetConfig, npy, synthetic};
@@ -27,19 +28,47 @@ fn read(dir: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
     npy::read_f32(&dir.join(format!("{name}.npy"))).unwrap()
 }
 
-fn check_diffpir(g: &Gpu, unet: &UNet, name: &str) {
+/// A fixture's settings, operator (sr4 or phase retrieval) and measurement.
+struct Case {
+    dir: PathBuf,
+    meta: serde_json::Value,
+    batch: usize,
+    size: usize,
+    seed: u64,
+    operator: Box<dyn Operator>,
+}
+
+fn case(g: &Gpu, name: &str) -> Case {
     let dir = fixture(name);
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let batch = meta["batch"].as_u64().unwrap() as usize;
     let size = meta["size"].as_u64().unwrap() as usize;
-    let seed = meta["seed"].as_u64().unwrap();
     let shape = [batch, 3, size, size];
     let operator: Box<dyn Operator> = if name.ends_with("sr4") {
         Box::new(SuperResolution::new(g, shape, 4, ResizeKind::Bicubic).unwrap())
     } else {
         Box::new(PhaseRetrieval::new(g, shape, 2.0).unwrap())
     };
+    Case {
+        seed: meta["seed"].as_u64().unwrap(),
+        dir,
+        meta,
+        batch,
+        size,
+        operator,
+    }
+}
+
+fn check_diffpir(g: &Gpu, unet: &UNet, name: &str) {
+    let Case {
+        dir,
+        meta,
+        batch,
+        size,
+        seed,
+        operator,
+    } = case(g, name);
     let (ys, y) = read(&dir, "y");
     let y = g.upload(&ys, &y).unwrap();
     let settings = DiffPirSettings {
@@ -100,5 +129,66 @@ fn diffpir_matches_its_reference_restatement() {
     .unwrap();
     for name in ["diffpir-sr4", "diffpir-phase-retrieval"] {
         check_diffpir(&g, &unet, name);
+    }
+}
+
+fn check_red_diff(g: &Gpu, unet: &UNet, name: &str) {
+    let Case {
+        dir,
+        meta,
+        batch,
+        size,
+        seed,
+        operator,
+    } = case(g, name);
+    let (ys, y) = read(&dir, "y");
+    let y = g.upload(&ys, &y).unwrap();
+    let settings = RedDiffSettings {
+        steps: meta["steps"].as_u64().unwrap() as usize,
+        lr: meta["lr"].as_f64().unwrap(),
+        lambda: meta["lambda"].as_f64().unwrap(),
+        obs_weight: meta["obs_weight"].as_f64().unwrap(),
+    };
+    let (ss, states) = read(&dir, "states");
+    let per = ss[1..].iter().product::<usize>();
+    let state = |r: usize| &states[r * per..(r + 1) * per];
+    let (_, mu0) = read(&dir, "mu0");
+    let mut s = RedDiff::new(
+        g,
+        unet,
+        [batch, size, size],
+        &settings,
+        Problem::new(operator.as_ref(), &y),
+    )
+    .unwrap();
+    s.begin_from(seed, 0, &mu0).unwrap();
+    // Adam's state carries over the steps, so the run is checked as a whole, step by step.
+    for r in 0..settings.steps {
+        s.step().unwrap();
+        let got = g.download(s.state()).unwrap();
+        let e = rel_l2(&got, state(r + 1));
+        let moved = rel_l2(state(r), state(r + 1));
+        eprintln!("{name}: after step {r}: relative L2 {e:.2e} (the step moved mu by {moved:.2e})");
+        assert!(e < 1e-4, "{name}: step {r} relative L2 error {e:.3e}");
+    }
+    assert_eq!(s.evaluations().forward, settings.steps);
+    // `begin` starts from the operator's naive estimate of y.
+    s.begin(seed, 0).unwrap();
+    let want = operator.naive_estimate(&g.download(&y).unwrap());
+    assert_eq!(g.download(s.state()).unwrap(), want);
+}
+
+#[test]
+fn red_diff_matches_its_reference_restatement() {
+    let g = gpu();
+    let cfg = UNetConfig::preset("tiny32").unwrap();
+    let unet = UNet::new(
+        &g,
+        &cfg,
+        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
+    )
+    .unwrap();
+    for name in ["red-diff-sr4", "red-diff-phase-retrieval"] {
+        check_red_diff(&g, &unet, name);
     }
 }

@@ -62,6 +62,11 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
             "    diffpir: lambda {}, zeta {}, noise level {} ([-1, 1] units)",
             dp["lambda"], dp["zeta"], dp["noise_sigma"]
         );
+        let rd = &d["solver"]["red-diff"];
+        println!(
+            "    red-diff: lr {}, lambda {}, obs_weight {}",
+            rd["lr"], rd["lambda"], rd["obs_weight"]
+        );
         println!("    equireg: {}", text(&d["equireg"]));
     }
     Ok(())
@@ -89,6 +94,7 @@ fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
                 "zeta": task.solver.diffpir.zeta,
                 "noise_sigma": task.noise().std(),
             },
+            "red-diff": serde_json::to_value(&task.solver.red_diff)?,
         },
         "equireg": equireg,
     }))

@@ -1033,6 +1033,53 @@ fn restore_runs_diffpir_with_and_without_equireg_and_records_its_settings() {
 }
 
 #[test]
+fn restore_runs_red_diff_and_records_its_settings() {
+    let input = test_png("red-diff-in.png", 32, 32);
+    let out = fresh("red-diff-out");
+    let o = restore_tiny(&[
+        "--task",
+        "gaussian-deblur",
+        "--solver",
+        "red-diff",
+        "--steps",
+        "3",
+        "--set",
+        "solver.lr=0.05",
+        "--no-equireg",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.join("o").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(out.join("o/red-diff-in/restored.png").is_file(), "{err}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("o/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["solver"],
+        "red-diff: steps=3, lr=0.05, lambda=0.25, obs_weight=1"
+    );
+    assert!(m["mean"]["red-diff"]["psnr"].as_f64().unwrap().is_finite());
+    restore_fails_with(
+        &[
+            "--task",
+            "sr4",
+            "--solver",
+            "red-diff",
+            "--set",
+            "solver.lr=0",
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.join("p").to_str().unwrap(),
+        ],
+        "solver.lr (red-diff) must be finite and > 0",
+    );
+}
+
+#[test]
 fn restore_refuses_bad_solver_settings_by_name() {
     let input = test_png("diffpir-bad.png", 32, 32);
     let out = fresh("diffpir-bad");

@@ -15,6 +15,7 @@ use crate::operators::Operator;
 use crate::regularizer::{EquiReg, EquiRegConfig};
 use crate::schedule::{Sampler, space_timesteps};
 use crate::solvers::diffpir::DiffPirSettings;
+use crate::solvers::red_diff::RedDiffSettings;
 use crate::solvers::{DiffusionConfig, Problem, SolverKind, SolverSpec};
 use crate::task::Task;
 use crate::{Error, Result};
@@ -122,6 +123,17 @@ impl RestoreSettings {
                 };
                 s.validate()?;
                 SolverSpec::DiffPir(s)
+            }
+            SolverKind::RedDiff => {
+                let p = &task.solver.red_diff;
+                let s = RedDiffSettings {
+                    steps,
+                    lr: p.lr,
+                    lambda: p.lambda,
+                    obs_weight: p.obs_weight,
+                };
+                s.validate()?;
+                SolverSpec::RedDiff(s)
             }
         })
     }

@@ -71,6 +71,32 @@ pub struct Task {
 #[serde(deny_unknown_fields, default)]
 pub struct SolverPresets {
     pub diffpir: DiffPirPreset,
+    #[serde(rename = "red-diff")]
+    pub red_diff: RedDiffPreset,
+}
+
+/// RED-diff's task settings (`[solver.red-diff]`, `--set solver.lr=...` with
+/// `--solver red-diff`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedDiffPreset {
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// The denoising term's weight (`grad_term_weight`).
+    pub lambda: f64,
+    /// The observation term's weight (`obs_weight`).
+    pub obs_weight: f64,
+}
+
+impl Default for RedDiffPreset {
+    /// The reference's `_configs/algo/reddiff.yaml`.
+    fn default() -> Self {
+        Self {
+            lr: 0.1,
+            lambda: 0.25,
+            obs_weight: 1.0,
+        }
+    }
 }
 
 /// DiffPIR's task settings (`[solver.diffpir]`, `--set solver.lambda=...` with

@@ -21,8 +21,10 @@ pub enum DataLoss {
     HalfSquaredNorm,
     /// `||r_n||^2`.
     SquaredNorm,
-    /// `||r_n||^2 / m`, m the measurement's values per sample (RED-diff's `mean`).
+    /// `||r_n||^2 / m`, m the measurement's values per sample.
     Mean,
+    /// `||r_n||^2 / (2 m)` (RED-diff's `(e_obs ** 2).mean() / 2`).
+    HalfMean,
 }
 
 impl DataLoss {
@@ -32,6 +34,7 @@ impl DataLoss {
             DataLoss::HalfSquaredNorm => "half_sqnorm",
             DataLoss::SquaredNorm => "sqnorm",
             DataLoss::Mean => "mean",
+            DataLoss::HalfMean => "half_mean",
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct DataTerm<'m> {
     d_a_u: Tensor,
     /// Values per sample of the measurement.
     per_sample: usize,
+    /// The loss's weight (1 unless [`DataTerm::weighted`]).
+    weight: f32,
 }
 
 impl<'m> DataTerm<'m> {
@@ -91,7 +96,26 @@ impl<'m> DataTerm<'m> {
             scratch: reduce_scratch(gpu, n, per_sample)?,
             d_a_u: gpu.alloc(&out, DType::F32)?,
             per_sample,
+            weight: 1.0,
         })
+    }
+
+    /// The same data term with its loss multiplied by `weight` (finite, >= 0; not for
+    /// [`DataLoss::Norm`], whose cotangent kernel has no weight).
+    pub fn weighted(mut self, weight: f32) -> Result<Self> {
+        if !(weight.is_finite() && weight >= 0.0) || (self.loss == DataLoss::Norm && weight != 1.0)
+        {
+            return Err(Error::invalid(format!(
+                "a data term's weight must be finite and >= 0 (and 1 for the norm loss), got \
+                 {weight}"
+            )));
+        }
+        self.weight = weight;
+        Ok(self)
+    }
+
+    pub fn measurement(&self) -> &'m Tensor {
+        self.measurement
     }
 
     pub fn operator(&self) -> &'m dyn Operator {
@@ -118,18 +142,20 @@ impl<'m> DataTerm<'m> {
             &self.scratch,
             Reduction::L2,
         )?;
-        // d loss / d A(u), with r = y - A(u).
-        match self.loss {
-            DataLoss::Norm => loss_cotangent(rec, &self.residual, &self.norm, &self.d_a_u)?,
-            DataLoss::HalfSquaredNorm => scale(rec, &self.residual, &self.d_a_u, -1.0, 0.0)?,
-            DataLoss::SquaredNorm => scale(rec, &self.residual, &self.d_a_u, -2.0, 0.0)?,
-            DataLoss::Mean => scale(
-                rec,
-                &self.residual,
-                &self.d_a_u,
-                -2.0 / self.per_sample as f32,
-                0.0,
-            )?,
+        // d loss / d A(u), with r = y - A(u): -r / ||r_n|| or a multiple of -r.
+        let m = self.per_sample as f32;
+        let factor = match self.loss {
+            DataLoss::Norm => {
+                loss_cotangent(rec, &self.residual, &self.norm, &self.d_a_u)?;
+                None
+            }
+            DataLoss::HalfSquaredNorm => Some(1.0),
+            DataLoss::SquaredNorm => Some(2.0),
+            DataLoss::Mean => Some(2.0 / m),
+            DataLoss::HalfMean => Some(1.0 / m),
+        };
+        if let Some(f) = factor {
+            scale(rec, &self.residual, &self.d_a_u, -f * self.weight, 0.0)?;
         }
         self.operator.record_vjp(rec, u, &self.d_a_u, du)
     }

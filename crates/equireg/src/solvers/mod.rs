@@ -12,14 +12,15 @@
 //!   (`ops::solver_step::affine_update`).
 //!
 //! A solver is one file here implementing [`PosteriorSampler`]: [`dps`] (Diffusion Posterior
-//! Sampling, also the unconditional DDPM / DDIM sampler) and [`diffpir`] (DiffPIR, gradient
-//! form). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
+//! Sampling, also the unconditional DDPM / DDIM sampler), [`diffpir`] (DiffPIR, gradient
+//! form) and [`red_diff`] (RED-diff: Adam on the clean estimate). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
 //! `[solver.NAME]` table and a test; `docs/ARCHITECTURE.md` lists the steps.
 
 pub mod data_term;
 pub mod diffpir;
 pub mod dps;
 pub mod penalty;
+pub mod red_diff;
 pub mod table;
 
 use equireg_gpu::{Gpu, Tensor};
@@ -119,15 +120,17 @@ pub trait PosteriorSampler {
 pub enum SolverKind {
     Dps,
     DiffPir,
+    RedDiff,
 }
 
 impl SolverKind {
-    pub const ALL: [SolverKind; 2] = [SolverKind::Dps, SolverKind::DiffPir];
+    pub const ALL: [SolverKind; 3] = [SolverKind::Dps, SolverKind::DiffPir, SolverKind::RedDiff];
 
     pub fn name(self) -> &'static str {
         match self {
             SolverKind::Dps => "dps",
             SolverKind::DiffPir => "diffpir",
+            SolverKind::RedDiff => "red-diff",
         }
     }
 
@@ -138,6 +141,8 @@ impl SolverKind {
             (SolverKind::Dps, true) => "dps+equireg",
             (SolverKind::DiffPir, false) => "diffpir",
             (SolverKind::DiffPir, true) => "diffpir+equireg",
+            (SolverKind::RedDiff, false) => "red-diff",
+            (SolverKind::RedDiff, true) => "red-diff+equireg",
         }
     }
 
@@ -159,6 +164,7 @@ impl SolverKind {
 pub enum SolverSpec {
     Dps { config: DiffusionConfig, zeta: f64 },
     DiffPir(diffpir::DiffPirSettings),
+    RedDiff(red_diff::RedDiffSettings),
 }
 
 impl SolverSpec {
@@ -166,6 +172,7 @@ impl SolverSpec {
         match self {
             SolverSpec::Dps { .. } => SolverKind::Dps,
             SolverSpec::DiffPir(_) => SolverKind::DiffPir,
+            SolverSpec::RedDiff(_) => SolverKind::RedDiff,
         }
     }
 
@@ -177,6 +184,7 @@ impl SolverSpec {
                 config.respacing, config.sampler
             ),
             SolverSpec::DiffPir(s) => s.describe(),
+            SolverSpec::RedDiff(s) => s.describe(),
         }
     }
 }
@@ -199,6 +207,9 @@ pub fn build<'a>(
         }
         SolverSpec::DiffPir(s) => {
             Box::new(diffpir::DiffPir::new(gpu, unet, [n, h, w], s, problem)?)
+        }
+        SolverSpec::RedDiff(s) => {
+            Box::new(red_diff::RedDiff::new(gpu, unet, [n, h, w], s, problem)?)
         }
     })
 }

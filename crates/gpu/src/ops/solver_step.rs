@@ -268,3 +268,102 @@ pub fn affine_update(
         ],
     )
 }
+
+/// The settings of [`adam_step`] (torch.optim.Adam's, without weight decay).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamSettings {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AdamParams {
+    total: u32,
+    _pad: [u32; 3],
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+}
+
+/// The state of one Adam optimisation: first and second moments shaped as the variable.
+pub struct AdamState<'a> {
+    pub m: &'a Tensor,
+    pub v: &'a Tensor,
+    /// `[1]` u32: the number of steps taken before this one (the bias corrections use it + 1).
+    pub iter: &'a Tensor,
+}
+
+/// One Adam step on `u` with gradient `g`, in torch's order of operations:
+/// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+/// `u -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)` with `t = iter + 1`.
+/// The caller advances `iter` (`ops::diffusion::advance_step`).
+pub fn adam_step(
+    rec: &mut Recorder,
+    state: AdamState,
+    g: &Tensor,
+    u: &Tensor,
+    settings: AdamSettings,
+) -> Result<()> {
+    let op = "adam_step";
+    for (name, t) in [("g", g), ("m", state.m), ("v", state.v)] {
+        expect_shape(op, name, t, u.shape())?;
+        expect_f32(op, name, t)?;
+    }
+    expect_f32(op, "u", u)?;
+    if state.iter.dtype() != DType::U32 || state.iter.numel() != 1 {
+        return Err(GpuError::shape(
+            op,
+            format!(
+                "iter must be one u32, got {:?} {:?}",
+                state.iter.dtype(),
+                state.iter.shape()
+            ),
+        ));
+    }
+    let AdamSettings {
+        lr,
+        beta1,
+        beta2,
+        eps,
+    } = settings;
+    let valid = lr.is_finite()
+        && lr > 0.0
+        && (0.0..1.0).contains(&beta1)
+        && (0.0..1.0).contains(&beta2)
+        && eps.is_finite()
+        && eps > 0.0;
+    if !valid {
+        return Err(GpuError::shape(
+            op,
+            format!("needs lr > 0, betas in [0, 1) and eps > 0, got {settings:?}"),
+        ));
+    }
+    expect_disjoint(op, u, &[g, state.m, state.v])?;
+    expect_disjoint(op, state.m, &[g, state.v])?;
+    expect_disjoint(op, state.v, &[g])?;
+    let p = AdamParams {
+        total: to_u32(op, "element count", u.numel())?,
+        _pad: [0; 3],
+        lr,
+        beta1,
+        beta2,
+        eps,
+    };
+    let groups = rec.gpu().grid(p.total.max(1).div_ceil(WG));
+    rec.dispatch(
+        &Kernel::new("solver_step", op).with(&LAYOUT),
+        &[
+            Bind::Params(bytemuck::bytes_of(&p)),
+            Bind::Tensor(state.iter),
+            Bind::Tensor(g),
+            Bind::Tensor(state.m),
+            Bind::Tensor(state.v),
+            Bind::Tensor(u),
+        ],
+        groups,
+    )
+}

@@ -57,3 +57,27 @@ pub fn affine_update(
         })
         .collect()
 }
+
+/// One torch.optim.Adam step (f64, no weight decay) at step number `t` (1 for the first):
+/// updates `m`, `v` and `u` in place.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    t: u32,
+    g: &[f32],
+    m: &mut [f64],
+    v: &mut [f64],
+    u: &mut [f64],
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+) {
+    let bc1 = 1.0 - beta1.powi(t as i32);
+    let bc2 = 1.0 - beta2.powi(t as i32);
+    for i in 0..u.len() {
+        let gi = g[i] as f64;
+        m[i] = beta1 * m[i] + (1.0 - beta1) * gi;
+        v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi;
+        u[i] -= lr / bc1 * m[i] / (v[i].sqrt() / bc2.sqrt() + eps);
+    }
+}

@@ -143,3 +143,54 @@ fn step_kernels_refuse_bad_shapes() {
     };
     assert!(affine_update(&mut r, st, terms, &x).is_err());
 }
+
+#[test]
+fn adam_steps_match_torchs_update_over_several_iterations() {
+    use equireg_gpu::ops::solver_step::{AdamSettings, AdamState, adam_step};
+    let g = gpu();
+    let n = 1000;
+    let settings = AdamSettings {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+    };
+    let u0 = random(n, 21);
+    let u = g.upload(&[n], &u0).unwrap();
+    let m = g.upload(&[n], &vec![0.0; n]).unwrap();
+    let v = g.upload(&[n], &vec![0.0; n]).unwrap();
+    let iter = g.upload_u32(&[1], &[0]).unwrap();
+    let (mut cm, mut cv) = (vec![0.0f64; n], vec![0.0f64; n]);
+    let mut cu: Vec<f64> = u0.iter().map(|&x| x as f64).collect();
+    for t in 1..=5u32 {
+        // Gradients of both signs and of very different sizes (some near eps).
+        let grad: Vec<f32> = random(n, 30 + t as u64)
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x * 10f32.powi((i % 7) as i32 - 5))
+            .collect();
+        let gt = g.upload(&[n], &grad).unwrap();
+        let mut r = rec();
+        let state = AdamState {
+            m: &m,
+            v: &v,
+            iter: &iter,
+        };
+        adam_step(&mut r, state, &gt, &u, settings).unwrap();
+        advance_step(&mut r, &iter).unwrap();
+        r.submit().unwrap();
+        cpu::adam_step(t, &grad, &mut cm, &mut cv, &mut cu, 0.1, 0.9, 0.99, 1e-8);
+    }
+    let want: Vec<f32> = cu.iter().map(|&x| x as f32).collect();
+    assert_close(&g.download(&u).unwrap(), &want, 2e-6, 2e-6, "adam u");
+    let bad = AdamSettings {
+        beta2: 1.0,
+        ..settings
+    };
+    let state = AdamState {
+        m: &m,
+        v: &v,
+        iter: &iter,
+    };
+    assert!(adam_step(&mut rec(), state, &m, &u, bad).is_err());
+}
