@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The solver comparison of docs/RESULTS.md ("Solvers on the seam"), fixed before any of its
 # results were seen: the embedded default models, the four evaluation photographs
-# (assets/images, runs of 2), seed 0, the six tasks at 20 and 50 outer steps; DPS and DiffPIR
-# (gradient form), each with and without EquiReg (the task presets, `--compare`), from the same
+# (assets/images, runs of 2), seed 0, the six tasks at 20 and 50 outer steps; DPS, DiffPIR
+# (gradient form) and RED-diff (added before its runs, after the first two had started), each
+# with and without EquiReg (the task presets, `--compare`), from the same
 # measurement and seed. No setting was tuned on these photographs: DiffPIR's lambda and zeta are
-# the reference's per task (assets/tasks/*.toml, [solver.diffpir]).
+# the reference's per task, RED-diff's settings the reference's defaults (assets/tasks/*.toml,
+# [solver.NAME]).
 #
-#   bash tools/solver_protocol.sh        # writes build/eval-solvers/{dps,diffpir}/results.md
+#   bash tools/solver_protocol.sh        # writes build/eval-solvers/{dps,diffpir,red-diff}/results.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 cargo build --release -q -p equireg-cli
-for solver in diffpir dps; do
+for solver in diffpir dps red-diff; do
     "$PY" tools/evaluate.py --solver "$solver" --steps 20,50 --seeds 0 \
         --out "build/eval-solvers/$solver" --table "build/eval-solvers/$solver/results.md"
 done
