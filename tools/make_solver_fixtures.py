@@ -29,7 +29,9 @@ restated from the reference's loop:
     ts = range(0, 1000, 1000 // K), visited from the top; mu Adam-optimised from mu_0
     noise_xt ~ N(0, I); xt = sqrt(abar_t) mu + sqrt(1 - abar_t) noise_xt; et = eps(xt, t) (no grad)
     loss = 0.25 snr_inv mean((et - noise_xt).detach() * mu) + mean((y - A(mu))^2) / 2
-    snr_inv = sqrt(1 - abar_t) / sqrt(abar_t); one Adam step; the result is mu
+    snr_inv = sqrt(1 - abar_t) / sqrt(abar_t); one Adam step
+    the result: x0_pred of the last step, mu before its Adam step (main.py keeps algo.sample's
+    first value); states[K - 1] below
 
 with the means per sample (summed over the batch) and mu_0 given (the engine's own start is its
 operator's naive estimate: the reference's pseudo-inverse does not exist for every operator).

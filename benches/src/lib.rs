@@ -4,6 +4,7 @@
 pub mod harness;
 pub mod kernels;
 pub mod restore;
+pub mod solver;
 pub mod unet;
 
 pub use harness::{BenchOptions, BenchResult};

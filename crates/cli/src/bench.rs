@@ -20,8 +20,9 @@ enum BenchWhat {
     Kernels(KernelArgs),
     /// UNet forward: ms, GFLOP per forward, GFLOP/s, planned memory (synthetic weights)
     Unet(UnetBenchArgs),
-    /// A DPS restoration end to end (synthetic weights): seconds per restoration, ms per step
-    /// split into forward, VJP, operator and update, submits/uploads/readbacks per step
+    /// A restoration end to end (synthetic weights): seconds per restoration, ms per step (for
+    /// DPS split into forward, VJP, operator and update), network evaluations,
+    /// submits/uploads/readbacks per step
     Restore(RestoreBenchArgs),
 }
 
@@ -31,6 +32,9 @@ struct RestoreBenchArgs {
     /// phase-retrieval, hdr)
     #[arg(long, default_value = "sr4")]
     task: String,
+    /// Solver: dps (profiled by section), diffpir or red-diff (the task preset's settings)
+    #[arg(long, default_value = "dps")]
+    solver: String,
     /// Architecture preset: ffhq256, imagenet256, small64, photo64, tiny32
     #[arg(long, default_value = "small64")]
     preset: String,
@@ -39,7 +43,7 @@ struct RestoreBenchArgs {
     size: Option<usize>,
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Sampling steps (respacing)
+    /// Sampling steps (respacing for dps, a count for the other solvers)
     #[arg(long, default_value = "100")]
     steps: String,
     /// Time only this many steps and extrapolate the total (slow adapters)
@@ -133,6 +137,49 @@ pub fn run(args: &BenchArgs, gpu: &Gpu) -> anyhow::Result<()> {
             });
             let config = equireg_nn::UNetConfig::preset(&r.preset)?;
             let size = r.size.unwrap_or(config.image_size);
+            let solver = equireg::solvers::SolverKind::parse(&r.solver)?;
+            if solver != equireg::solvers::SolverKind::Dps {
+                if equireg.is_some() {
+                    anyhow::bail!("bench restore --equireg profiles DPS only; drop --solver");
+                }
+                let b = equireg_benches::solver::run(
+                    gpu,
+                    &r.task,
+                    &r.preset,
+                    &config,
+                    size,
+                    r.batch,
+                    solver,
+                    &r.steps,
+                    r.timed_steps,
+                )?;
+                if r.json {
+                    println!("{}", serde_json::to_string_pretty(&b)?);
+                } else {
+                    println!("adapter: {}", gpu.caps().describe());
+                    println!("{} ({})", b.case, b.solver);
+                    println!(
+                        "  {:.1} s per restoration ({} steps x {:.1} ms + {:.1} s setup; {} \
+                         steps timed); {} UNet forwards, {} VJPs per run",
+                        b.seconds_per_restoration,
+                        b.steps,
+                        b.ms_per_step,
+                        b.setup_seconds,
+                        b.timed_steps,
+                        b.network_forwards,
+                        b.network_vjps
+                    );
+                    println!(
+                        "  per step: {:.0} dispatches, {:.0} submits, {:.0} uploads, {:.0} \
+                         readbacks",
+                        b.dispatches_per_step,
+                        b.submits_per_step,
+                        b.uploads_per_step,
+                        b.readbacks_per_step
+                    );
+                }
+                return Ok(());
+            }
             let b = equireg_benches::restore::run(
                 gpu,
                 &r.task,

@@ -12,8 +12,12 @@
 //!     loss = lambda snr_inv_t mean((eps^ - eps) * mu) + v mean((y - A(mu))^2) / 2
 //!            snr_inv_t = sqrt(1 - abar_t) / sqrt(abar_t)
 //!     mu  <- Adam step on d loss / d mu
-//! return mu
+//! return mu as it was before the last (t = 0) step
 //! ```
+//!
+//! The reference's `main.py` keeps `x0_pred`, mu before the final Adam step: the t = 0 step is
+//! computed and discarded. The engine skips it, so a run is K - 1 network evaluations and the
+//! reference's result.
 //!
 //! On the seam: `x_t` and the gradient `lambda snr_inv (eps^ - eps) / n_x + v dL_obs/dmu` are two
 //! affine updates (two tables over one step counter), then one Adam kernel. Means are per
@@ -60,9 +64,9 @@ pub struct RedDiffSettings {
 
 impl RedDiffSettings {
     pub fn validate(&self) -> Result<()> {
-        if !(1..=1000).contains(&self.steps) {
+        if !(2..=1000).contains(&self.steps) {
             return Err(Error::invalid(format!(
-                "red-diff runs 1 to 1000 steps, got {}",
+                "red-diff runs 2 to 1000 steps, got {}",
                 self.steps
             )));
         }
@@ -268,6 +272,11 @@ impl PosteriorSampler for RedDiff<'_> {
 
     fn step(&self) -> Result<()> {
         let k = self.k.get();
+        if k + 1 >= self.steps {
+            // The reference computes the t = 0 step and keeps mu from before it.
+            self.k.set(k + 1);
+            return Ok(());
+        }
         let noising = StepTable {
             table: &self.noising,
             step: &self.step,
@@ -346,7 +355,7 @@ impl PosteriorSampler for RedDiff<'_> {
 
     fn evaluations(&self) -> Evaluations {
         Evaluations {
-            forward: self.steps,
+            forward: self.steps - 1,
             vjp: 0,
         }
     }
