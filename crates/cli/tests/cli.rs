@@ -1121,3 +1121,34 @@ fn restore_refuses_bad_solver_settings_by_name() {
         "nothing is written on a refused run"
     );
 }
+
+#[test]
+fn bench_restore_times_every_solver_with_one_submit_and_no_readback_per_step() {
+    for solver in ["diffpir", "red-diff"] {
+        let o = equireg()
+            .args([
+                "bench",
+                "restore",
+                "--task",
+                "gaussian-deblur",
+                "--solver",
+                solver,
+            ])
+            .args([
+                "--preset", "tiny32", "--size", "32", "--steps", "6", "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["network_forwards"], 5, "{solver}: {v}");
+        assert_eq!(v["network_vjps"], 0, "{solver}: {v}");
+        // Timed steps include the skipped last one (nothing recorded), so at most one submit.
+        assert!(
+            v["submits_per_step"].as_f64().unwrap() <= 1.0,
+            "{solver}: {v}"
+        );
+        assert_eq!(v["uploads_per_step"], 0.0, "{solver}: {v}");
+        assert_eq!(v["readbacks_per_step"], 0.0, "{solver}: {v}");
+    }
+}
