@@ -195,14 +195,7 @@ impl<'a> DiffPir<'a> {
         let c = unet.config().in_channels;
         let shape = [n, c, h, w];
         let rows = settings.rows();
-        let sigmas = rows
-            .iter()
-            .map(|r| {
-                (r.sqrt_recip_abar * r.sqrt_recip_abar - 1.0)
-                    .max(0.0)
-                    .sqrt()
-            })
-            .collect();
+        let sigmas = rows.iter().map(StepRow::sigma).collect();
         let (operator, measurement, penalties) = problem.split();
         Ok(Self {
             gpu,
@@ -246,14 +239,7 @@ impl<'a> DiffPir<'a> {
                 self.steps
             )));
         }
-        if x_t.len() != self.shape.iter().product::<usize>() {
-            return Err(Error::invalid(format!(
-                "x_T has {} values, the run's shape {:?} needs {}",
-                x_t.len(),
-                self.shape,
-                self.shape.iter().product::<usize>()
-            )));
-        }
+        super::check_state_len("x_T", x_t.len(), self.shape)?;
         self.reset(seed, first_item)?;
         self.k.set(row);
         self.gpu.write(&self.step, &[row as u32])?;
@@ -393,7 +379,7 @@ mod tests {
         // numpy: 999 - int(sqrt(linspace(0, 1e6, 5))), last 0.
         assert_eq!(settings(5).timesteps(), vec![999, 499, 292, 133, 0]);
         let t = settings(100).timesteps();
-        assert_eq!((t[0], t[1], t[98], t[99]), (999, 899, 4, 0));
+        assert_eq!((t[0], t[1], t[98], t[99]), (999, 899, 5, 0));
         assert!(t.windows(2).all(|w| w[0] > w[1]));
     }
 

@@ -255,14 +255,7 @@ impl<'a> Solver<'a> {
                 self.steps
             )));
         }
-        if x_t.len() != self.shape.iter().product::<usize>() {
-            return Err(Error::invalid(format!(
-                "x_T has {} values, the run's shape {:?} needs {}",
-                x_t.len(),
-                self.shape,
-                self.shape.iter().product::<usize>()
-            )));
-        }
+        super::check_state_len("x_T", x_t.len(), self.shape)?;
         self.seed = seed;
         self.first_item = first_item;
         self.k.set(row);

@@ -73,6 +73,17 @@ impl<'m> Problem<'m> {
     }
 }
 
+/// Refuses host data for a run's state (`what`: "x_T", "mu_0") that does not fill `shape`.
+pub(crate) fn check_state_len(what: &str, len: usize, shape: [usize; 4]) -> Result<()> {
+    let want = shape.iter().product::<usize>();
+    if len != want {
+        return Err(Error::invalid(format!(
+            "{what} has {len} values, the run's shape {shape:?} needs {want}"
+        )));
+    }
+    Ok(())
+}
+
 /// Network evaluations of a whole run, for benchmarks and the evaluation tables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Evaluations {

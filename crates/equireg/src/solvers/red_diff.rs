@@ -186,14 +186,7 @@ impl<'a> RedDiff<'a> {
         let c = unet.config().in_channels;
         let shape = [n, c, h, w];
         let noising = settings.noising_rows();
-        let sigmas = noising
-            .iter()
-            .map(|r| {
-                (r.sqrt_recip_abar * r.sqrt_recip_abar - 1.0)
-                    .max(0.0)
-                    .sqrt()
-            })
-            .collect();
+        let sigmas = noising.iter().map(StepRow::sigma).collect();
         let (operator, measurement, penalties) = problem.split();
         let alloc = || gpu.alloc(&shape, DType::F32);
         Ok(Self {
@@ -224,14 +217,7 @@ impl<'a> RedDiff<'a> {
 
     /// Starts from a given mu_0 (host data of the batch shape) instead of the naive estimate.
     pub fn begin_from(&mut self, seed: u64, first_item: u32, mu0: &[f32]) -> Result<()> {
-        if mu0.len() != self.shape.iter().product::<usize>() {
-            return Err(Error::invalid(format!(
-                "mu_0 has {} values, the run's shape {:?} needs {}",
-                mu0.len(),
-                self.shape,
-                self.shape.iter().product::<usize>()
-            )));
-        }
+        super::check_state_len("mu_0", mu0.len(), self.shape)?;
         self.seed = seed;
         self.first_item = first_item;
         self.k.set(0);

@@ -34,6 +34,14 @@ impl StepRow {
         }
     }
 
+    /// The row's variance-exploding noise level `sqrt((1 - abar) / abar)`, from its Tweedie
+    /// coefficient (for penalties' schedules).
+    pub fn sigma(&self) -> f64 {
+        (self.sqrt_recip_abar * self.sqrt_recip_abar - 1.0)
+            .max(0.0)
+            .sqrt()
+    }
+
     /// The row as the GPU table stores it.
     pub fn values(&self) -> [f32; Column::COUNT] {
         let mut row = [0.0f32; Column::COUNT];
