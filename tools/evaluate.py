@@ -55,7 +55,7 @@ import time
 
 TASKS = ["sr4", "gaussian-deblur", "motion-deblur", "box-inpaint", "random-inpaint", "phase-retrieval"]
 SOLVERS = [("baseline", "naive baseline"), ("dps", "DPS"), ("dps+equireg", "DPS+EquiReg")]
-LABELS = {"dps": "DPS", "diffpir": "DiffPIR", "red-diff": "RED-diff"}
+LABELS = {"dps": "DPS", "daps": "DAPS", "diffpir": "DiffPIR", "red-diff": "RED-diff"}
 
 
 def solver_columns(solver):
@@ -150,6 +150,8 @@ def run(args, task, steps, seed, chunk, folder):
                "--steps", str(steps), "--seed", str(seed + 1000 * chunk), "--out", out]
         if args.solver != "dps":
             cmd += ["--solver", args.solver]
+        for kv in args.set:
+            cmd += ["--set", kv]
         if not args.dps_from:
             cmd.append("--no-equireg" if args.dps_only else "--compare")
         if restarts > 1:
@@ -219,7 +221,9 @@ def fmt(ms, digits):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default="target/release/equireg")
-    ap.add_argument("--solver", default="dps", help="restore's --solver (dps, diffpir, red-diff); one per --out")
+    ap.add_argument("--solver", default="dps", help="restore's --solver (dps, daps, diffpir, red-diff); one per --out")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="restore's --set, passed to every run (repeatable; use a separate --out per setting)")
     ap.add_argument("--images", default="assets/images")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--steps", default="50,100,250")

@@ -36,6 +36,20 @@ restated from the reference's loop:
 with the means per sample (summed over the batch) and mu_0 given (the engine's own start is its
 operator's naive estimate: the reference's pseudo-inverse does not exist for every operator).
 
+DAPS (zhangbingliang2019/DAPS, sampler.py::DAPS, cores/mcmc.py langevin with prior_solver
+gaussian, cores/scheduler.py EDM poly-7, model/precond.py::VPPrecond), restated from the
+reference's loop:
+
+    sigma_i = poly7(100, 0.1, i / K) for i < K, sigma_K = 0;  x = sigma_0 z
+    per level: xh = x; Euler on the poly-7 grid sigma_i -> 0.01 (n + 1 points):
+               xh += (s' - s) (xh - D(xh, s)) / s,  D(x, s) = x - s eps(x / sqrt(1 + s^2), 999 t(s))
+               lr = lr0 (1 + i / (K + 1) (lr_min_ratio - 1));  u = xh
+               M times: u += lr (-grad sum ||A(u) - y||^2 / tau^2 + (xh - u) / s^2) + sqrt(2 lr) z
+               x = u + sigma_{i+1} z
+
+with the engine's Philox draws: x's start stream 0 at offset 0, the Langevin noise stream 1 at
+offset i M + m, the re-noising stream 2 at offset i.
+
 Besides the final sample, every intermediate state is saved, so that each step can also be
 checked on its own from the reference's state (a step from a state far from the data takes a
 large data step, and float32 differences grow over a run).
@@ -147,6 +161,57 @@ CASES = {
 }
 
 
+def poly7(hi, lo, r):
+    return (hi ** (1 / 7) + r * (lo ** (1 / 7) - hi ** (1 / 7))) ** 7
+
+
+def vp_timestep(sigma):
+    return 999.0 * (math.sqrt(0.1**2 + 2 * 19.9 * math.log(1 + sigma**2)) - 0.1) / 19.9
+
+
+def daps(unet, a, y, batch, levels, ode_steps, mc, lr0, lr_min_ratio, tau, sigma_max):
+    n = 3 * SIZE * SIZE
+
+    def draw(stream, offset):
+        return torch.from_numpy(np.stack([normal_item(n, SEED, stream, offset, k) for k in range(batch)])
+                                .reshape(batch, 3, SIZE, SIZE)).double()
+
+    sig = [poly7(sigma_max, 0.1, i / levels) for i in range(levels)] + [0.0]
+    x = sig[0] * draw(0, 0)
+    states = [x.clone()]
+    for i in range(levels):
+        s = sig[i]
+        grid = [poly7(s, 0.01, j / ode_steps) for j in range(ode_steps + 1)]
+        xh = x.clone()
+        with torch.no_grad():
+            for j in range(ode_steps):
+                sj = grid[j]
+                # The engine's table holds the timestep as float32, as the embedding reads it.
+                t = torch.full((batch,), float(np.float32(vp_timestep(sj))), dtype=torch.float64)
+                eps = unet.forward_diffusion(xh / math.sqrt(1 + sj * sj), t)[:, :3]
+                d = xh - sj * eps
+                xh = xh + (grid[j + 1] - sj) * (xh - d) / sj
+        lr = lr0 * (1 + i / (levels + 1) * (lr_min_ratio - 1))
+        u = xh.clone()
+        for m in range(mc):
+            u = u.detach().requires_grad_(True)
+            loss = ((a(u) - y) ** 2).reshape(batch, -1).sum(1).sum() / tau**2
+            (g,) = torch.autograd.grad(loss, u)
+            score = -g + (xh - u.detach()) / s**2
+            u = u.detach() + lr * score + math.sqrt(2 * lr) * draw(1, i * mc + m)
+        x = u + sig[i + 1] * draw(2, i)
+        states.append(x.clone())
+    return states
+
+
+DAPS_CASES = {
+    # name: (operator, batch, levels, ode_steps, langevin_steps, lr, lr_min_ratio, tau, sigma_max)
+    # (sr4 starts at sigma 2, so that the data term's share of each state is large enough to test)
+    "daps-sr4": (op_sr4, 2, 3, 2, 4, 1e-4, 0.01, 0.01, 2.0),
+    "daps-phase-retrieval": (op_phase_retrieval, 1, 3, 2, 3, 5e-5, 0.01, 0.01, 100.0),
+}
+
+
 RED_DIFF_CASES = {
     # name: (operator, batch, steps, lr, lambda, obs_weight)
     "red-diff-sr4": (op_sr4, 2, 5, 0.1, 0.25, 1.0),
@@ -157,6 +222,27 @@ RED_DIFF_CASES = {
 def main():
     torch.manual_seed(0)
     unet = unet64()
+    for name, (build, batch, levels, ode, mc, lr, ratio, tau, smax) in DAPS_CASES.items():
+        a, _ = build(SIZE, SIZE)
+        gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)
+        with torch.no_grad():
+            y = a(torch.from_numpy(gt).double())
+        y = (y + 0.05 * torch.from_numpy(synthetic.tensor(6, "n", tuple(y.shape))).double()).float().double()
+        states = daps(unet, a, y, batch, levels, ode, mc, lr, ratio, tau, smax)
+        out = os.path.join(REPO, "tests", "fixtures", "solvers", name)
+        os.makedirs(out, exist_ok=True)
+        np.save(os.path.join(out, "y.npy"), y.float().numpy())
+        np.save(os.path.join(out, "states.npy"), torch.stack(states).float().numpy())
+        meta = dict(solver="daps", config="tiny32", weight_seed=WEIGHT_SEED, size=SIZE, batch=batch,
+                    steps=levels, ode_steps=ode, langevin_steps=mc, seed=SEED, lr=lr, lr_min_ratio=ratio,
+                    tau=tau, sigma_max=smax, sigma_min=0.1, ode_sigma_min=0.01,
+                    reference="DAPS, restated in torch float64 (tools/make_solver_fixtures.py)")
+        with open(os.path.join(out, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        with torch.no_grad():
+            res = [float((a(s) - y).norm()) for s in states]
+        print(f"{name}: |x| per state {['%.3g' % float(s.norm()) for s in states]}, "
+              f"|A(x) - y| {['%.3g' % v for v in res]}")
     for name, (build, batch, steps, lr, lam, obs) in RED_DIFF_CASES.items():
         a, _ = build(SIZE, SIZE)
         gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)

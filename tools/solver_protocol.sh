@@ -8,7 +8,12 @@
 # the reference's per task, RED-diff's settings the reference's defaults (assets/tasks/*.toml,
 # [solver.NAME]).
 #
-#   bash tools/solver_protocol.sh        # writes build/eval-solvers/{dps,diffpir,red-diff}/results.md
+# DAPS was added after those runs, with its protocol fixed before its own runs: the same photographs,
+# seed and tasks, 20 and 50 annealing levels of the reference's 5 ODE steps, and 20 Langevin
+# steps per level (a fifth of the reference's 100: the reduced measurement-consistency budget at
+# which EquiReg claims most), the reference's per-task step sizes.
+#
+#   bash tools/solver_protocol.sh        # writes build/eval-solvers/{dps,diffpir,red-diff,daps}/results.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -17,3 +22,5 @@ for solver in diffpir dps red-diff; do
     "$PY" tools/evaluate.py --solver "$solver" --steps 20,50 --seeds 0 \
         --out "build/eval-solvers/$solver" --table "build/eval-solvers/$solver/results.md"
 done
+"$PY" tools/evaluate.py --solver daps --set solver.langevin_steps=20 --steps 20,50 --seeds 0 \
+    --out build/eval-solvers/daps --table build/eval-solvers/daps/results.md

@@ -5,6 +5,7 @@
 use equireg::operators::Operator;
 use equireg::operators::phase_retrieval::PhaseRetrieval;
 use equireg::operators::resize::{ResizeKind, SuperResolution};
+use equireg::solvers::daps::{Daps, DapsSettings};
 use equireg::solvers::diffpir::{DiffPir, DiffPirSettings};
 use equireg::solvers::red_diff::{RedDiff, RedDiffSettings};
 use equireg::solvers::{PosteriorSampler, Problem};
@@ -129,6 +130,89 @@ fn diffpir_matches_its_reference_restatement() {
     .unwrap();
     for name in ["diffpir-sr4", "diffpir-phase-retrieval"] {
         check_diffpir(&g, &unet, name);
+    }
+}
+
+fn check_daps(g: &Gpu, unet: &UNet, name: &str) {
+    let Case {
+        dir,
+        meta,
+        batch,
+        size,
+        seed,
+        operator,
+    } = case(g, name);
+    let (ys, y) = read(&dir, "y");
+    let y = g.upload(&ys, &y).unwrap();
+    let count = |k: &str| meta[k].as_u64().unwrap() as usize;
+    let float = |k: &str| meta[k].as_f64().unwrap();
+    let settings = DapsSettings {
+        steps: count("steps"),
+        ode_steps: count("ode_steps"),
+        langevin_steps: count("langevin_steps"),
+        lr: float("lr"),
+        lr_min_ratio: float("lr_min_ratio"),
+        tau: float("tau"),
+        sigma_max: float("sigma_max"),
+        sigma_min: float("sigma_min"),
+        ode_sigma_min: float("ode_sigma_min"),
+    };
+    let (ss, states) = read(&dir, "states");
+    let per = ss[1..].iter().product::<usize>();
+    let state = |r: usize| &states[r * per..(r + 1) * per];
+    let mut s = Daps::new(
+        g,
+        unet,
+        [batch, size, size],
+        &settings,
+        Problem::new(operator.as_ref(), &y),
+    )
+    .unwrap();
+    assert_eq!(
+        ss[0],
+        settings.steps + 1,
+        "a state per level, and the start"
+    );
+    // Each annealing level from the reference's state.
+    for r in 0..settings.steps {
+        s.begin_from(seed, 0, state(r), r).unwrap();
+        s.step().unwrap();
+        let got = s.finish().unwrap();
+        let e = rel_l2(&got, state(r + 1));
+        let moved = rel_l2(state(r), state(r + 1));
+        eprintln!("{name}: level {r}: relative L2 {e:.2e} (the level moved x by {moved:.2e})");
+        assert!(e < 1e-4, "{name}: level {r} relative L2 error {e:.3e}");
+    }
+    // The whole run from the engine's own start, sigma_max times its Philox draw.
+    s.begin(seed, 0).unwrap();
+    let start = g.download(s.state()).unwrap();
+    let e0 = rel_l2(&start, state(0));
+    assert!(
+        e0 < 1e-6,
+        "{name}: the start differs from the Philox twin's by {e0:.3e}"
+    );
+    let out = s.run(&mut |_| Ok(())).unwrap();
+    let e = rel_l2(&out, state(settings.steps));
+    eprintln!(
+        "{name}: whole run of {} levels: relative L2 {e:.2e}",
+        settings.steps
+    );
+    assert!(e < 1e-4, "{name}: final sample relative L2 error {e:.3e}");
+    assert_eq!(s.evaluations().forward, settings.steps * settings.ode_steps);
+}
+
+#[test]
+fn daps_matches_its_reference_restatement() {
+    let g = gpu();
+    let cfg = UNetConfig::preset("tiny32").unwrap();
+    let unet = UNet::new(
+        &g,
+        &cfg,
+        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
+    )
+    .unwrap();
+    for name in ["daps-sr4", "daps-phase-retrieval"] {
+        check_daps(&g, &unet, name);
     }
 }
 

@@ -57,6 +57,19 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
             dps["zeta_used"],
             dps["steps"]
         );
+        let da = &d["solver"]["daps"];
+        println!(
+            "    daps: lr {}, langevin_steps {}, ode_steps {}, lr_min_ratio {}, tau {}, sigma {} to \
+             {} (ODE to {})",
+            da["lr"],
+            da["langevin_steps"],
+            da["ode_steps"],
+            da["lr_min_ratio"],
+            da["tau"],
+            da["sigma_max"],
+            da["sigma_min"],
+            da["ode_sigma_min"]
+        );
         let dp = &d["solver"]["diffpir"];
         println!(
             "    diffpir: lambda {}, zeta {}, noise level {} ([-1, 1] units)",
@@ -89,6 +102,7 @@ fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
             "zeta_used": task.dps.zeta_for(args.steps)?,
         },
         "solver": {
+            "daps": serde_json::to_value(&task.solver.daps)?,
             "diffpir": {
                 "lambda": task.solver.diffpir.lambda,
                 "zeta": task.solver.diffpir.zeta,

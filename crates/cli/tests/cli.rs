@@ -1080,6 +1080,51 @@ fn restore_runs_red_diff_and_records_its_settings() {
 }
 
 #[test]
+fn restore_runs_daps_and_records_its_settings() {
+    let input = test_png("daps-in.png", 32, 32);
+    let out = fresh("daps-out");
+    let o = restore_tiny(&[
+        "--task",
+        "box-inpaint",
+        "--solver",
+        "daps",
+        "--steps",
+        "3",
+        "--set",
+        "solver.langevin_steps=4",
+        "--set",
+        "solver.ode_steps=2",
+        "--compare",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.join("o").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("o/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["solver"],
+        "daps: steps=3, ode_steps=2, langevin_steps=4, lr=0.00005, lr_min_ratio=0.01, tau=0.01, \
+         sigma_max=100, sigma_min=0.1, ode_sigma_min=0.01"
+    );
+    // With and without EquiReg (the preset's default), both finite.
+    assert!(
+        m["mean"]["daps"]["psnr"].as_f64().unwrap().is_finite(),
+        "{m}"
+    );
+    assert!(
+        m["mean"]["daps+equireg"]["psnr"]
+            .as_f64()
+            .unwrap()
+            .is_finite(),
+        "{m}"
+    );
+}
+
+#[test]
 fn restore_refuses_bad_solver_settings_by_name() {
     let input = test_png("diffpir-bad.png", 32, 32);
     let out = fresh("diffpir-bad");
@@ -1091,7 +1136,15 @@ fn restore_refuses_bad_solver_settings_by_name() {
         v.extend_from_slice(extra);
         v
     };
-    restore_fails_with(&with(&["--solver", "daps"]), "unknown solver \"daps\"");
+    restore_fails_with(&with(&["--solver", "nosuch"]), "unknown solver \"nosuch\"");
+    restore_fails_with(
+        &with(&["--solver", "daps", "--set", "solver.tau=0"]),
+        "solver.tau (daps) must be finite and > 0",
+    );
+    restore_fails_with(
+        &with(&["--solver", "daps", "--set", "solver.langevin_steps=0"]),
+        "solver.langevin_steps (daps) must be 1 to 1000",
+    );
     restore_fails_with(
         &with(&["--solver", "diffpir", "--steps", "ddim50"]),
         "diffpir takes a number of steps",
@@ -1124,7 +1177,8 @@ fn restore_refuses_bad_solver_settings_by_name() {
 
 #[test]
 fn bench_restore_times_every_solver_with_one_submit_and_no_readback_per_step() {
-    for solver in ["diffpir", "red-diff"] {
+    // DAPS: 6 levels of 5 ODE steps; the others skip their reference's discarded last step.
+    for (solver, forwards) in [("daps", 30), ("diffpir", 5), ("red-diff", 5)] {
         let o = equireg()
             .args([
                 "bench",
@@ -1141,7 +1195,7 @@ fn bench_restore_times_every_solver_with_one_submit_and_no_readback_per_step() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v["network_forwards"], 5, "{solver}: {v}");
+        assert_eq!(v["network_forwards"], forwards, "{solver}: {v}");
         assert_eq!(v["network_vjps"], 0, "{solver}: {v}");
         // Timed steps include the skipped last one (nothing recorded), so at most one submit.
         assert!(

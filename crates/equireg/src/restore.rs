@@ -14,6 +14,7 @@ use crate::mpe::Mpe;
 use crate::operators::Operator;
 use crate::regularizer::{EquiReg, EquiRegConfig};
 use crate::schedule::{Sampler, space_timesteps};
+use crate::solvers::daps::DapsSettings;
 use crate::solvers::diffpir::DiffPirSettings;
 use crate::solvers::red_diff::RedDiffSettings;
 use crate::solvers::{DiffusionConfig, Problem, SolverKind, SolverSpec};
@@ -111,6 +112,22 @@ impl RestoreSettings {
                     None => task.dps.zeta_for(steps)?,
                 };
                 SolverSpec::Dps { config, zeta }
+            }
+            SolverKind::Daps => {
+                let p = &task.solver.daps;
+                let s = DapsSettings {
+                    steps,
+                    ode_steps: p.ode_steps,
+                    langevin_steps: p.langevin_steps,
+                    lr: p.lr,
+                    lr_min_ratio: p.lr_min_ratio,
+                    tau: p.tau,
+                    sigma_max: p.sigma_max,
+                    sigma_min: p.sigma_min,
+                    ode_sigma_min: p.ode_sigma_min,
+                };
+                s.validate()?;
+                SolverSpec::Daps(s)
             }
             SolverKind::DiffPir => {
                 let p = &task.solver.diffpir;

@@ -70,9 +70,49 @@ pub struct Task {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SolverPresets {
+    pub daps: DapsPreset,
     pub diffpir: DiffPirPreset,
     #[serde(rename = "red-diff")]
     pub red_diff: RedDiffPreset,
+}
+
+/// DAPS's task settings (`[solver.daps]`, `--set solver.lr=...` with `--solver daps`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DapsPreset {
+    /// The Langevin step size at the first level (the reference's is per task).
+    pub lr: f64,
+    /// Langevin steps per annealing level.
+    pub langevin_steps: usize,
+    /// Euler steps of the probability-flow ODE per level.
+    pub ode_steps: usize,
+    /// The step size's final fraction.
+    pub lr_min_ratio: f64,
+    /// The likelihood's standard deviation.
+    pub tau: f64,
+    /// The annealing grid's first level.
+    pub sigma_max: f64,
+    /// The annealing grid's end point (never used itself).
+    pub sigma_min: f64,
+    /// Where each level's ODE stops.
+    pub ode_sigma_min: f64,
+}
+
+impl Default for DapsPreset {
+    /// The reference's `configs/sampler/edm_daps.yaml` and `configs/task/*.yaml` (group
+    /// `pixel`), with the super-resolution task's step size.
+    fn default() -> Self {
+        Self {
+            lr: 1e-4,
+            langevin_steps: 100,
+            ode_steps: 5,
+            lr_min_ratio: 0.01,
+            tau: 0.01,
+            sigma_max: 100.0,
+            sigma_min: 0.1,
+            ode_sigma_min: 0.01,
+        }
+    }
 }
 
 /// RED-diff's task settings (`[solver.red-diff]`, `--set solver.lr=...` with

@@ -12,10 +12,12 @@
 //!   (`ops::solver_step::affine_update`).
 //!
 //! A solver is one file here implementing [`PosteriorSampler`]: [`dps`] (Diffusion Posterior
-//! Sampling, also the unconditional DDPM / DDIM sampler), [`diffpir`] (DiffPIR, gradient
+//! Sampling, also the unconditional DDPM / DDIM sampler), [`daps`] (decoupled annealing with
+//! Langevin dynamics), [`diffpir`] (DiffPIR, gradient
 //! form) and [`red_diff`] (RED-diff: Adam on the clean estimate). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
 //! `[solver.NAME]` table and a test; `docs/ARCHITECTURE.md` lists the steps.
 
+pub mod daps;
 pub mod data_term;
 pub mod diffpir;
 pub mod dps;
@@ -36,6 +38,8 @@ pub use penalty::{Penalties, Penalty};
 /// Philox streams of the solvers' draws (an operator's own draws use others).
 pub(crate) const STREAM_INITIAL: u32 = 0;
 pub(crate) const STREAM_STEP: u32 = 1;
+/// DAPS's re-noising between annealing levels.
+pub(crate) const STREAM_RENOISE: u32 = 2;
 
 /// An inverse problem as a solver sees it: the operator and the measurement `y` (borrowed, so
 /// one simulated measurement serves every solver, variant and restart), and the penalties added
@@ -130,16 +134,23 @@ pub trait PosteriorSampler {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SolverKind {
     Dps,
+    Daps,
     DiffPir,
     RedDiff,
 }
 
 impl SolverKind {
-    pub const ALL: [SolverKind; 3] = [SolverKind::Dps, SolverKind::DiffPir, SolverKind::RedDiff];
+    pub const ALL: [SolverKind; 4] = [
+        SolverKind::Dps,
+        SolverKind::Daps,
+        SolverKind::DiffPir,
+        SolverKind::RedDiff,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             SolverKind::Dps => "dps",
+            SolverKind::Daps => "daps",
             SolverKind::DiffPir => "diffpir",
             SolverKind::RedDiff => "red-diff",
         }
@@ -150,6 +161,8 @@ impl SolverKind {
         match (self, equireg) {
             (SolverKind::Dps, false) => "dps",
             (SolverKind::Dps, true) => "dps+equireg",
+            (SolverKind::Daps, false) => "daps",
+            (SolverKind::Daps, true) => "daps+equireg",
             (SolverKind::DiffPir, false) => "diffpir",
             (SolverKind::DiffPir, true) => "diffpir+equireg",
             (SolverKind::RedDiff, false) => "red-diff",
@@ -174,6 +187,7 @@ impl SolverKind {
 #[derive(Clone, Debug)]
 pub enum SolverSpec {
     Dps { config: DiffusionConfig, zeta: f64 },
+    Daps(daps::DapsSettings),
     DiffPir(diffpir::DiffPirSettings),
     RedDiff(red_diff::RedDiffSettings),
 }
@@ -182,6 +196,7 @@ impl SolverSpec {
     pub fn kind(&self) -> SolverKind {
         match self {
             SolverSpec::Dps { .. } => SolverKind::Dps,
+            SolverSpec::Daps(_) => SolverKind::Daps,
             SolverSpec::DiffPir(_) => SolverKind::DiffPir,
             SolverSpec::RedDiff(_) => SolverKind::RedDiff,
         }
@@ -194,6 +209,7 @@ impl SolverSpec {
                 "dps: steps={}, sampler={:?}, zeta={zeta}",
                 config.respacing, config.sampler
             ),
+            SolverSpec::Daps(s) => s.describe(),
             SolverSpec::DiffPir(s) => s.describe(),
             SolverSpec::RedDiff(s) => s.describe(),
         }
@@ -216,6 +232,7 @@ pub fn build<'a>(
             };
             Box::new(Solver::new(gpu, unet, [n, h, w], config, Some(guidance))?)
         }
+        SolverSpec::Daps(s) => Box::new(daps::Daps::new(gpu, unet, [n, h, w], s, problem)?),
         SolverSpec::DiffPir(s) => {
             Box::new(diffpir::DiffPir::new(gpu, unet, [n, h, w], s, problem)?)
         }
