@@ -14,8 +14,11 @@ import torch.nn.functional as F
 
 class CropSampler:
     def __init__(self, corpus_path, size=64, seed=0, device="cpu", patch=None):
-        data = np.load(corpus_path)
-        self.images = [torch.from_numpy(data[k]).permute(2, 0, 1).float().div(255.0) for k in sorted(data.files)]
+        # One .npz or several, comma-separated (the corpus is the union of their photographs).
+        self.images = []
+        for path in str(corpus_path).split(","):
+            data = np.load(path)
+            self.images += [torch.from_numpy(data[k]).permute(2, 0, 1).float().div(255.0) for k in sorted(data.files)]
         self.size = size
         # Patch training: a random patch x patch window of each crop (same pixel statistics as
         # the full crops, a quarter of the compute at patch = size / 2).
@@ -25,7 +28,8 @@ class CropSampler:
         self.p = areas / areas.sum()
         self.rng = np.random.default_rng(seed)
 
-    def crop(self):
+    def crop(self, patch=None):
+        patch = patch or self.patch
         im = self.images[self.rng.choice(len(self.images), p=self.p)]
         _, h, w = im.shape
         short = min(h, w)
@@ -40,11 +44,11 @@ class CropSampler:
         c = torch.rot90(c, k, dims=(2, 3))
         if self.rng.integers(0, 2):
             c = torch.flip(c, dims=(3,))
-        if self.patch != self.size:
-            i, j = self.rng.integers(0, self.size - self.patch + 1, size=2)
-            c = c[:, :, i : i + self.patch, j : j + self.patch]
+        if patch != self.size:
+            i, j = self.rng.integers(0, self.size - patch + 1, size=2)
+            c = c[:, :, i : i + patch, j : j + patch]
         return c[0].clamp(0.0, 1.0)
 
-    def batch(self, n):
-        """A batch in [-1, 1], the diffusion models' range."""
-        return torch.stack([self.crop() for _ in range(n)]).to(self.device) * 2.0 - 1.0
+    def batch(self, n, patch=None):
+        """A batch in [-1, 1], the diffusion models' range; `patch` overrides the window size."""
+        return torch.stack([self.crop(patch) for _ in range(n)]).to(self.device) * 2.0 - 1.0

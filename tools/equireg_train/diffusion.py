@@ -23,6 +23,8 @@ class Diffusion:
             return torch.tensor(a, dtype=torch.float32, device=device)
 
         self.n = n
+        # VE-equivalent noise level of each timestep, in units of the [-1, 1] data.
+        self.sigmas = np.sqrt((1.0 - acp) / acp)
         self.sqrt_acp = t_(np.sqrt(acp))
         self.sqrt_1m_acp = t_(np.sqrt(1.0 - acp))
         self.sqrt_recip_acp = t_(np.sqrt(1.0 / acp))
@@ -39,12 +41,33 @@ class Diffusion:
     def q_sample(self, x0, t, noise):
         return self._at(self.sqrt_acp, t) * x0 + self._at(self.sqrt_1m_acp, t) * noise
 
-    def loss(self, model, x0, learn_sigma=True):
+    def sample_t(self, n, lognormal_frac=0.0, p_mean=-1.2, p_std=1.2, device="cpu"):
+        """Timesteps: a fraction `lognormal_frac` from EDM's training distribution
+        (ln sigma ~ N(p_mean, p_std^2), sigma clamped to the schedule's range and mapped to the
+        timestep of nearest ln sigma), the rest uniform over 0..n-1."""
+        t = torch.randint(0, self.n, (n,))
+        if lognormal_frac > 0:
+            pick = torch.rand(n) < lognormal_frac
+            log_sigma = torch.randn(n, dtype=torch.float64) * p_std + p_mean
+            ls = torch.from_numpy(np.log(self.sigmas))
+            log_sigma = log_sigma.clamp(float(ls[0]), float(ls[-1]))
+            hi = torch.searchsorted(ls, log_sigma).clamp(1, self.n - 1)
+            nearest = torch.where((log_sigma - ls[hi - 1]) < (ls[hi] - log_sigma), hi - 1, hi)
+            t = torch.where(pick, nearest, t)
+        return t.to(device)
+
+    def loss(self, model, x0, learn_sigma=True, t=None, autocast=None):
         n = x0.shape[0]
-        t = torch.randint(0, self.n, (n,), device=x0.device)
+        if t is None:
+            t = torch.randint(0, self.n, (n,), device=x0.device)
         noise = torch.randn_like(x0)
         xt = self.q_sample(x0, t, noise)
-        out = model(xt, t)
+        if autocast is not None:
+            with torch.autocast(x0.device.type, dtype=autocast):
+                out = model(xt, t)
+            out = out.float()
+        else:
+            out = model(xt, t)
         if not learn_sigma:
             mse = ((out - noise) ** 2).mean()
             return mse, mse.detach(), torch.zeros(())
