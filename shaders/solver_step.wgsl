@@ -111,9 +111,9 @@ fn affine_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 
 struct AdamParams {
     total: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    per_sample: u32,  // adam_step_masked: values per sample (C * H * W)
+    ln_beta1: f32,    // ln(beta1), ln(beta2) from the host in f64: the bias corrections
+    ln_beta2: f32,    // 1 - beta^t need them where beta^t is close to 1
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -126,20 +126,82 @@ struct AdamParams {
 @group(0) @binding(3) var<storage, read_write> ad_m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> ad_v: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ad_u: array<f32>;
+@group(0) @binding(6) var<storage, read> ad_active: array<f32>;
 
-@compute @workgroup_size(WG)
-fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (i >= ap.total) { return; }
+// 1 - beta^t = -expm1(t ln beta), by its series where t ln beta is small: pow(0.999, 1) in
+// f32 leaves 1 - beta^t with a relative error near 1e-4, and the step inherits it.
+fn one_minus_pow(ln_beta: f32, t: f32) -> f32 {
+    let x = t * ln_beta;
+    if (abs(x) < 0.01) {
+        return -x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x / 24.0)));
+    }
+    return 1.0 - exp(x);
+}
+
+fn adam_at(i: u32) {
     let t = f32(ad_iter[0] + 1u);
     let g = ad_g[i];
     let m = ap.beta1 * ad_m[i] + (1.0 - ap.beta1) * g;
     let v = ap.beta2 * ad_v[i] + (1.0 - ap.beta2) * g * g;
     ad_m[i] = m;
     ad_v[i] = v;
-    let bc1 = 1.0 - pow(ap.beta1, t);
-    let bc2 = 1.0 - pow(ap.beta2, t);
+    let bc1 = one_minus_pow(ap.ln_beta1, t);
+    let bc2 = one_minus_pow(ap.ln_beta2, t);
     let denom = sqrt(v) / sqrt(bc2) + ap.eps;
     ad_u[i] = ad_u[i] - (ap.lr / bc1) * (m / denom);
+}
+
+@compute @workgroup_size(WG)
+fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= ap.total) { return; }
+    adam_at(i);
+}
+
+// ---- adam_step_masked: adam_step for the samples whose active flag is not 0 ----
+// An inactive sample's u, m and v are left as they are (its inner loop has stopped).
+
+@compute @workgroup_size(WG)
+fn adam_step_masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= ap.total) { return; }
+    if (ad_active[i / ap.per_sample] == 0.0) { return; }
+    adam_at(i);
+}
+
+// ---- stop_flags: a sample stops (active 0, for good) once its loss falls below a threshold ----
+// loss = norm^2 (norm: the per-sample residual L2 norm); active[n] = 0 where loss < threshold.
+
+struct StopParams {
+    items: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    threshold: f32,
+    _pad3: f32,
+    _pad4: f32,
+    _pad5: f32,
+}
+
+@group(0) @binding(0) var<uniform> sf: StopParams;
+@group(0) @binding(1) var<storage, read> sf_norm: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sf_active: array<f32>;
+
+@compute @workgroup_size(64)
+fn stop_flags(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let n = gid.x;
+    if (n >= sf.items) { return; }
+    let r = sf_norm[n];
+    if (r * r < sf.threshold) { sf_active[n] = 0.0; }
+}
+
+// ---- reset_counter: a GPU step counter back to 0 (a fresh inner optimisation) ----
+
+@group(0) @binding(0) var<storage, read_write> rc_counter: array<u32>;
+
+@compute @workgroup_size(1)
+fn reset_counter() {
+    rc_counter[0] = 0u;
 }

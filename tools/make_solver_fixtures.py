@@ -50,6 +50,19 @@ reference's loop:
 with the engine's Philox draws: x's start stream 0 at offset 0, the Langevin noise stream 1 at
 offset i M + m, the re-noising stream 2 at offset i.
 
+SITCOM (sjames40/SITCOM, SITCOM_with_noise.py with its diffusers DDIMScheduler copy), restated
+from the reference's loop, one image at a time as the reference runs (batch 1):
+
+    t_i = (N - 1 - i) (1000 // N);  abar' = abar_{t - 1000 // N}, abar_0 at the last step
+    v = x; Adam(v, lr, (0.9, 0.999)) fresh; K times:
+        x0 = clamp((v - sqrt(1 - abar) eps(v, t)) / sqrt(abar), -1, 1); L = ||A(x0) - y||^2
+        if L < (noise_level + 0.001)^2 numel(y): break
+        Adam step on dL/dv
+    inpainting: x0 = clamp(x0 - dc_scale grad ||A(x0) - y||^2)
+    x = sqrt(abar') x0 + sqrt(1 - abar') z       (z: stream 1 at the step's row)
+
+saving x after every step and the last x0 (the result).
+
 Besides the final sample, every intermediate state is saved, so that each step can also be
 checked on its own from the reference's state (a step from a state far from the data takes a
 large data step, and float32 differences grow over a run).
@@ -69,7 +82,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import synthetic  # noqa: E402
-from make_dps_fixtures import normal_item, op_phase_retrieval, op_sr4  # noqa: E402
+from make_dps_fixtures import normal_item, op_box_inpaint, op_phase_retrieval, op_sr4  # noqa: E402
 from make_fixtures import as_float64_reference, build_unet, weight_items  # noqa: E402
 
 WEIGHT_SEED = 11
@@ -204,6 +217,53 @@ def daps(unet, a, y, batch, levels, ode_steps, mc, lr0, lr_min_ratio, tau, sigma
     return states
 
 
+def sitcom(unet, a, y, batch, steps, inner, lr, noise_level, dc_scale, log=None):
+    abar = linear_abar()
+    d = 1000 // steps
+    ts = [(steps - 1 - i) * d for i in range(steps)]
+    n = 3 * SIZE * SIZE
+    m = y[0].numel()
+    thr = (noise_level + 0.001) ** 2 * m
+    xs = [torch.from_numpy(normal_item(n, SEED, 0, 0, k).reshape(1, 3, SIZE, SIZE)).double() for k in range(batch)]
+    states = [torch.cat(xs)]
+    x0s = [None] * batch
+    for i, t in enumerate(ts):
+        prev = abar[t - d] if t - d >= 0 else abar[0]
+        for k in range(batch):
+            v = xs[k].clone().requires_grad_(True)
+            opt = torch.optim.Adam([v], lr=lr, betas=(0.9, 0.999))
+            for it in range(inner):
+                eps = unet.forward_diffusion(v, torch.full((1,), t, dtype=torch.int64))[:, :3]
+                x0 = torch.clamp((v - math.sqrt(1 - abar[t]) * eps) / math.sqrt(abar[t]), -1.0, 1.0)
+                loss = ((a(x0) - y[k:k + 1]) ** 2).sum()
+                if log is not None:
+                    log.append((i, k, it, float(loss.detach()), thr))
+                if float(loss) < thr:
+                    break
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            x0 = x0.detach()
+            if dc_scale > 0:
+                x0 = x0.requires_grad_(True)
+                (g,) = torch.autograd.grad(((a(x0) - y[k:k + 1]) ** 2).sum(), x0)
+                x0 = torch.clamp(x0.detach() - dc_scale * g, -1.0, 1.0)
+            z = torch.from_numpy(normal_item(n, SEED, 1, i, k).reshape(1, 3, SIZE, SIZE)).double()
+            xs[k] = math.sqrt(prev) * x0 + math.sqrt(1 - prev) * z
+            x0s[k] = x0
+        states.append(torch.cat(xs))
+    return states, torch.cat(x0s)
+
+
+SITCOM_CASES = {
+    # name: (operator, batch, steps, inner, lr, noise_level, dc_scale)
+    # sr4's noise level puts the stopping threshold inside the range of its losses, so that the
+    # per-sample stop acts in the run (see the printed log); box inpainting has the hard step.
+    "sitcom-sr4": (op_sr4, 2, 3, 5, 0.02, None, 0.0),
+    "sitcom-box-inpaint": (op_box_inpaint, 1, 2, 3, 0.02, 0.05, 0.5),
+}
+
+
 DAPS_CASES = {
     # name: (operator, batch, levels, ode_steps, langevin_steps, lr, lr_min_ratio, tau, sigma_max)
     # (sr4 starts at sigma 2, so that the data term's share of each state is large enough to test)
@@ -222,6 +282,36 @@ RED_DIFF_CASES = {
 def main():
     torch.manual_seed(0)
     unet = unet64()
+    for name, (build, batch, steps, inner, lr, noise_level, dc) in SITCOM_CASES.items():
+        a, extra = build(SIZE, SIZE)
+        gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)
+        with torch.no_grad():
+            y = a(torch.from_numpy(gt).double())
+        y = (y + 0.05 * torch.from_numpy(synthetic.tensor(6, "n", tuple(y.shape))).double()).float().double()
+        if noise_level is None:
+            # A first run without a stop, then a threshold between two losses of the last step.
+            log = []
+            sitcom(unet, a, y, batch, steps, inner, lr, 1e-9, dc, log)
+            last = sorted(v[3] for v in log if v[0] == steps - 1 and v[1] == 0)
+            thr = math.sqrt(last[len(last) // 2] * last[len(last) // 2 - 1])
+            noise_level = math.sqrt(thr / y[0].numel()) - 0.001
+        log = []
+        states, x0 = sitcom(unet, a, y, batch, steps, inner, lr, noise_level, dc, log)
+        stops = [(i, k, it) for (i, k, it, loss, thr) in log if loss < thr]
+        out = os.path.join(REPO, "tests", "fixtures", "solvers", name)
+        os.makedirs(out, exist_ok=True)
+        np.save(os.path.join(out, "y.npy"), y.float().numpy())
+        np.save(os.path.join(out, "states.npy"), torch.stack(states).float().numpy())
+        np.save(os.path.join(out, "x0.npy"), x0.float().numpy())
+        if "mask" in extra:
+            np.save(os.path.join(out, "mask.npy"), extra["mask"])
+        meta = dict(solver="sitcom", config="tiny32", weight_seed=WEIGHT_SEED, size=SIZE, batch=batch,
+                    steps=steps, inner_steps=inner, seed=SEED, lr=lr, noise_level=noise_level, dc_scale=dc,
+                    stops=stops,
+                    reference="SITCOM, restated in torch float64 (tools/make_solver_fixtures.py)")
+        with open(os.path.join(out, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        print(f"{name}: stops (step, image, iteration) {stops}; noise_level {noise_level:.4g}")
     for name, (build, batch, levels, ode, mc, lr, ratio, tau, smax) in DAPS_CASES.items():
         a, _ = build(SIZE, SIZE)
         gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)

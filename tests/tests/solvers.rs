@@ -3,11 +3,13 @@
 //! draws): every step from the reference's state, the whole run, and the seam's contracts.
 
 use equireg::operators::Operator;
+use equireg::operators::inpaint::Inpaint;
 use equireg::operators::phase_retrieval::PhaseRetrieval;
 use equireg::operators::resize::{ResizeKind, SuperResolution};
 use equireg::solvers::daps::{Daps, DapsSettings};
 use equireg::solvers::diffpir::{DiffPir, DiffPirSettings};
 use equireg::solvers::red_diff::{RedDiff, RedDiffSettings};
+use equireg::solvers::sitcom::{Sitcom, SitcomSettings};
 use equireg::solvers::{PosteriorSampler, Problem};
 use equireg_gpu::{Gpu, GpuOptions};
 use equireg_nn::{UNet, UNetConfig, npy, synthetic};
@@ -48,6 +50,8 @@ fn case(g: &Gpu, name: &str) -> Case {
     let shape = [batch, 3, size, size];
     let operator: Box<dyn Operator> = if name.ends_with("sr4") {
         Box::new(SuperResolution::new(g, shape, 4, ResizeKind::Bicubic).unwrap())
+    } else if name.ends_with("box-inpaint") {
+        Box::new(Inpaint::from_mask(g, shape, read(&dir, "mask").1).unwrap())
     } else {
         Box::new(PhaseRetrieval::new(g, shape, 2.0).unwrap())
     };
@@ -213,6 +217,86 @@ fn daps_matches_its_reference_restatement() {
     .unwrap();
     for name in ["daps-sr4", "daps-phase-retrieval"] {
         check_daps(&g, &unet, name);
+    }
+}
+
+fn check_sitcom(g: &Gpu, unet: &UNet, name: &str) {
+    let Case {
+        dir,
+        meta,
+        batch,
+        size,
+        seed,
+        operator,
+    } = case(g, name);
+    let (ys, y) = read(&dir, "y");
+    let y = g.upload(&ys, &y).unwrap();
+    let settings = SitcomSettings {
+        steps: meta["steps"].as_u64().unwrap() as usize,
+        inner_steps: meta["inner_steps"].as_u64().unwrap() as usize,
+        lr: meta["lr"].as_f64().unwrap(),
+        noise_level: meta["noise_level"].as_f64().unwrap(),
+        dc_scale: meta["dc_scale"].as_f64().unwrap(),
+        equireg_steps: 30,
+    };
+    let (ss, states) = read(&dir, "states");
+    let per = ss[1..].iter().product::<usize>();
+    let state = |r: usize| &states[r * per..(r + 1) * per];
+    let (_, x0) = read(&dir, "x0");
+    let mut s = Sitcom::new(
+        g,
+        unet,
+        [batch, size, size],
+        &settings,
+        Problem::new(operator.as_ref(), &y),
+    )
+    .unwrap();
+    assert_eq!(ss[0], settings.steps + 1, "a state per step, and x_T");
+    // Each step from the reference's state (the fixture's stops: meta["stops"]).
+    for r in 0..settings.steps {
+        s.begin_from(seed, 0, state(r), r).unwrap();
+        s.step().unwrap();
+        let got = g.download(s.noisy_state()).unwrap();
+        let e = rel_l2(&got, state(r + 1));
+        eprintln!("{name}: step {r}: relative L2 {e:.2e}");
+        assert!(e < 1e-4, "{name}: step {r} relative L2 error {e:.3e}");
+    }
+    // The whole run from the engine's own x_T: the result is the last step's x0.
+    s.begin(seed, 0).unwrap();
+    let e0 = rel_l2(&g.download(s.noisy_state()).unwrap(), state(0));
+    assert!(
+        e0 < 1e-6,
+        "{name}: x_T differs from the Philox twin's by {e0:.3e}"
+    );
+    let out = s.run(&mut |_| Ok(())).unwrap();
+    let e = rel_l2(&out, &x0);
+    eprintln!(
+        "{name}: whole run of {} steps: relative L2 {e:.2e} (stops {})",
+        settings.steps, meta["stops"]
+    );
+    assert!(e < 1e-4, "{name}: final sample relative L2 error {e:.3e}");
+    let ev = s.evaluations();
+    assert_eq!(
+        (ev.forward, ev.vjp),
+        (
+            settings.steps * settings.inner_steps,
+            settings.steps * (settings.inner_steps - 1)
+        )
+    );
+}
+
+#[test]
+fn sitcom_matches_its_reference_restatement_with_per_sample_stops() {
+    let g = gpu();
+    let cfg = UNetConfig::preset("tiny32").unwrap();
+    let unet = UNet::new(
+        &g,
+        &cfg,
+        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
+    )
+    .unwrap();
+    for name in ["sitcom-sr4", "sitcom-box-inpaint"] {
+        check_sitcom(&g, &unet, name);
     }
 }
 

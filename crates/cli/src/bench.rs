@@ -32,7 +32,8 @@ struct RestoreBenchArgs {
     /// phase-retrieval, hdr)
     #[arg(long, default_value = "sr4")]
     task: String,
-    /// Solver: dps (profiled by section), daps, diffpir or red-diff (the task preset's settings)
+    /// Solver: dps (profiled by section), daps, diffpir, sitcom or red-diff (the task preset's
+    /// settings)
     #[arg(long, default_value = "dps")]
     solver: String,
     /// Architecture preset: ffhq256, imagenet256, small64, photo64, tiny32

@@ -57,8 +57,8 @@ pub struct RestoreArgs {
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     set: Vec<String>,
     /// Posterior sampler: dps (Diffusion Posterior Sampling), daps (decoupled annealing,
-    /// --steps annealing levels), diffpir (DiffPIR, gradient form) or red-diff (RED-diff); its
-    /// settings come from the task's [dps] or [solver.NAME] table
+    /// --steps annealing levels), diffpir (DiffPIR, gradient form), sitcom (SITCOM) or
+    /// red-diff (RED-diff); its settings come from the task's [dps] or [solver.NAME] table
     #[arg(long, default_value = "dps")]
     solver: String,
     /// Clean image (PNG or JPEG) or a folder of them: the measurement is simulated from it and

@@ -75,6 +75,11 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
             "    diffpir: lambda {}, zeta {}, noise level {} ([-1, 1] units)",
             dp["lambda"], dp["zeta"], dp["noise_sigma"]
         );
+        let si = &d["solver"]["sitcom"];
+        println!(
+            "    sitcom: inner_steps {}, lr {}, noise_level {}, dc_scale {}, equireg_steps {}",
+            si["inner_steps"], si["lr"], si["noise_level"], si["dc_scale"], si["equireg_steps"]
+        );
         let rd = &d["solver"]["red-diff"];
         println!(
             "    red-diff: lr {}, lambda {}, obs_weight {}",
@@ -107,6 +112,13 @@ fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
                 "lambda": task.solver.diffpir.lambda,
                 "zeta": task.solver.diffpir.zeta,
                 "noise_sigma": task.noise().std(),
+            },
+            "sitcom": {
+                "inner_steps": task.solver.sitcom.inner_steps,
+                "lr": task.solver.sitcom.lr,
+                "noise_level": task.solver.sitcom.noise_level.unwrap_or(task.noise().std()),
+                "dc_scale": task.solver.sitcom.dc_scale,
+                "equireg_steps": task.solver.sitcom.equireg_steps,
             },
             "red-diff": serde_json::to_value(&task.solver.red_diff)?,
         },

@@ -1125,6 +1125,47 @@ fn restore_runs_daps_and_records_its_settings() {
 }
 
 #[test]
+fn restore_runs_sitcom_with_its_equireg_phase() {
+    let input = test_png("sitcom-in.png", 32, 32);
+    let out = fresh("sitcom-out");
+    let o = restore_tiny(&[
+        "--task",
+        "sr4",
+        "--solver",
+        "sitcom",
+        "--steps",
+        "2",
+        "--set",
+        "solver.inner_steps=3",
+        "--set",
+        "solver.equireg_steps=4",
+        "--equireg",
+        "freq=1",
+        "--compare",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.join("o").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("o/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["solver"],
+        "sitcom: steps=2, inner_steps=3, lr=0.02, noise_level=0.05, dc_scale=0, equireg_steps=4"
+    );
+    let (plain, phased) = (
+        m["mean"]["sitcom"]["psnr"].as_f64().unwrap(),
+        m["mean"]["sitcom+equireg"]["psnr"].as_f64().unwrap(),
+    );
+    assert!(plain.is_finite() && phased.is_finite(), "{m}");
+    // The phase moves x0 (Adam's first steps move every pixel by about lr).
+    assert_ne!(plain, phased, "the EquiReg phase left the result unchanged");
+}
+
+#[test]
 fn restore_refuses_bad_solver_settings_by_name() {
     let input = test_png("diffpir-bad.png", 32, 32);
     let out = fresh("diffpir-bad");
@@ -1205,4 +1246,21 @@ fn bench_restore_times_every_solver_with_one_submit_and_no_readback_per_step() {
         assert_eq!(v["uploads_per_step"], 0.0, "{solver}: {v}");
         assert_eq!(v["readbacks_per_step"], 0.0, "{solver}: {v}");
     }
+    // SITCOM: 30 forwards and 29 VJPs per step, still one submit.
+    let o = equireg()
+        .args(["bench", "restore", "--task", "sr4", "--solver", "sitcom"])
+        .args([
+            "--preset", "tiny32", "--size", "32", "--steps", "2", "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["network_forwards"].as_u64(), v["network_vjps"].as_u64()),
+        (Some(60), Some(58)),
+        "{v}"
+    );
+    assert_eq!(v["submits_per_step"], 1.0, "{v}");
+    assert_eq!(v["readbacks_per_step"], 0.0, "{v}");
 }

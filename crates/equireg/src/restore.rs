@@ -17,6 +17,7 @@ use crate::schedule::{Sampler, space_timesteps};
 use crate::solvers::daps::DapsSettings;
 use crate::solvers::diffpir::DiffPirSettings;
 use crate::solvers::red_diff::RedDiffSettings;
+use crate::solvers::sitcom::SitcomSettings;
 use crate::solvers::{DiffusionConfig, Problem, SolverKind, SolverSpec};
 use crate::task::Task;
 use crate::{Error, Result};
@@ -140,6 +141,19 @@ impl RestoreSettings {
                 };
                 s.validate()?;
                 SolverSpec::DiffPir(s)
+            }
+            SolverKind::Sitcom => {
+                let p = &task.solver.sitcom;
+                let s = SitcomSettings {
+                    steps,
+                    inner_steps: p.inner_steps,
+                    lr: p.lr,
+                    noise_level: p.noise_level.unwrap_or(task.noise().std()),
+                    dc_scale: p.dc_scale,
+                    equireg_steps: p.equireg_steps,
+                };
+                s.validate()?;
+                SolverSpec::Sitcom(s)
             }
             SolverKind::RedDiff => {
                 let p = &task.solver.red_diff;

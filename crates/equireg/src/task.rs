@@ -72,8 +72,39 @@ pub struct Task {
 pub struct SolverPresets {
     pub daps: DapsPreset,
     pub diffpir: DiffPirPreset,
+    pub sitcom: SitcomPreset,
     #[serde(rename = "red-diff")]
     pub red_diff: RedDiffPreset,
+}
+
+/// SITCOM's task settings (`[solver.sitcom]`, `--set solver.lr=...` with `--solver sitcom`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SitcomPreset {
+    /// Adam iterations per diffusion step.
+    pub inner_steps: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// The stopping rule's noise level ([-1, 1] units); none: the task's noise level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_level: Option<f64>,
+    /// The hard data-consistency step on x0 (the inpainting scripts' 0.5; 0: none).
+    pub dc_scale: f64,
+    /// Adam steps of the EquiReg phase.
+    pub equireg_steps: usize,
+}
+
+impl Default for SitcomPreset {
+    /// The reference's argparse defaults and README command, and the official EquiReg phase.
+    fn default() -> Self {
+        Self {
+            inner_steps: 30,
+            lr: 0.02,
+            noise_level: None,
+            dc_scale: 0.0,
+            equireg_steps: 30,
+        }
+    }
 }
 
 /// DAPS's task settings (`[solver.daps]`, `--set solver.lr=...` with `--solver daps`).

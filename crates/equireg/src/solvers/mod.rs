@@ -14,7 +14,7 @@
 //! A solver is one file here implementing [`PosteriorSampler`]: [`dps`] (Diffusion Posterior
 //! Sampling, also the unconditional DDPM / DDIM sampler), [`daps`] (decoupled annealing with
 //! Langevin dynamics), [`diffpir`] (DiffPIR, gradient
-//! form) and [`red_diff`] (RED-diff: Adam on the clean estimate). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
+//! form), [`sitcom`] (Adam on the network input with a per-sample stop) and [`red_diff`] (RED-diff: Adam on the clean estimate). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
 //! `[solver.NAME]` table and a test; `docs/ARCHITECTURE.md` lists the steps.
 
 pub mod daps;
@@ -23,6 +23,7 @@ pub mod diffpir;
 pub mod dps;
 pub mod penalty;
 pub mod red_diff;
+pub mod sitcom;
 pub mod table;
 
 use equireg_gpu::{Gpu, Tensor};
@@ -136,14 +137,16 @@ pub enum SolverKind {
     Dps,
     Daps,
     DiffPir,
+    Sitcom,
     RedDiff,
 }
 
 impl SolverKind {
-    pub const ALL: [SolverKind; 4] = [
+    pub const ALL: [SolverKind; 5] = [
         SolverKind::Dps,
         SolverKind::Daps,
         SolverKind::DiffPir,
+        SolverKind::Sitcom,
         SolverKind::RedDiff,
     ];
 
@@ -152,6 +155,7 @@ impl SolverKind {
             SolverKind::Dps => "dps",
             SolverKind::Daps => "daps",
             SolverKind::DiffPir => "diffpir",
+            SolverKind::Sitcom => "sitcom",
             SolverKind::RedDiff => "red-diff",
         }
     }
@@ -165,6 +169,8 @@ impl SolverKind {
             (SolverKind::Daps, true) => "daps+equireg",
             (SolverKind::DiffPir, false) => "diffpir",
             (SolverKind::DiffPir, true) => "diffpir+equireg",
+            (SolverKind::Sitcom, false) => "sitcom",
+            (SolverKind::Sitcom, true) => "sitcom+equireg",
             (SolverKind::RedDiff, false) => "red-diff",
             (SolverKind::RedDiff, true) => "red-diff+equireg",
         }
@@ -189,6 +195,7 @@ pub enum SolverSpec {
     Dps { config: DiffusionConfig, zeta: f64 },
     Daps(daps::DapsSettings),
     DiffPir(diffpir::DiffPirSettings),
+    Sitcom(sitcom::SitcomSettings),
     RedDiff(red_diff::RedDiffSettings),
 }
 
@@ -198,6 +205,7 @@ impl SolverSpec {
             SolverSpec::Dps { .. } => SolverKind::Dps,
             SolverSpec::Daps(_) => SolverKind::Daps,
             SolverSpec::DiffPir(_) => SolverKind::DiffPir,
+            SolverSpec::Sitcom(_) => SolverKind::Sitcom,
             SolverSpec::RedDiff(_) => SolverKind::RedDiff,
         }
     }
@@ -211,6 +219,7 @@ impl SolverSpec {
             ),
             SolverSpec::Daps(s) => s.describe(),
             SolverSpec::DiffPir(s) => s.describe(),
+            SolverSpec::Sitcom(s) => s.describe(),
             SolverSpec::RedDiff(s) => s.describe(),
         }
     }
@@ -236,6 +245,7 @@ pub fn build<'a>(
         SolverSpec::DiffPir(s) => {
             Box::new(diffpir::DiffPir::new(gpu, unet, [n, h, w], s, problem)?)
         }
+        SolverSpec::Sitcom(s) => Box::new(sitcom::Sitcom::new(gpu, unet, [n, h, w], s, problem)?),
         SolverSpec::RedDiff(s) => {
             Box::new(red_diff::RedDiff::new(gpu, unet, [n, h, w], s, problem)?)
         }

@@ -56,12 +56,42 @@ impl<'m> Penalties<'m> {
         dx0: &Tensor,
         at: StepPosition,
     ) -> Result<()> {
+        self.record_extra(rec, x0, dx0, at)?;
+        self.record_regularizer(rec, x0, dx0, at)
+    }
+
+    /// Records the further penalties (PDE residuals) that fire at `at`.
+    pub fn record_extra(
+        &self,
+        rec: &mut Recorder,
+        x0: &Tensor,
+        dx0: &Tensor,
+        at: StepPosition,
+    ) -> Result<()> {
         for p in &self.extra {
             if p.fires(at.k, at.steps, at.sigma) {
                 rec.section("penalty");
                 p.record_grad(rec, x0, dx0)?;
             }
         }
+        Ok(())
+    }
+
+    /// Does EquiReg act at `at`?
+    pub fn regularizer_fires(&self, at: StepPosition) -> bool {
+        self.regularizer
+            .as_ref()
+            .is_some_and(|r| r.config.fires(at.k, at.steps))
+    }
+
+    /// Records EquiReg's gradient at `x0` into `dx0` when it fires at `at`.
+    pub fn record_regularizer(
+        &self,
+        rec: &mut Recorder,
+        x0: &Tensor,
+        dx0: &Tensor,
+        at: StepPosition,
+    ) -> Result<()> {
         if let Some(r) = &self.regularizer
             && r.config.fires(at.k, at.steps)
         {

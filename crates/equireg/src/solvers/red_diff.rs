@@ -316,6 +316,7 @@ impl PosteriorSampler for RedDiff<'_> {
             m: &self.m,
             v: &self.v,
             iter: &self.step,
+            active: None,
         };
         let settings = AdamSettings {
             lr: self.lr,

@@ -282,7 +282,9 @@ pub struct AdamSettings {
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct AdamParams {
     total: u32,
-    _pad: [u32; 3],
+    per_sample: u32,
+    ln_beta1: f32,
+    ln_beta2: f32,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -295,6 +297,9 @@ pub struct AdamState<'a> {
     pub v: &'a Tensor,
     /// `[1]` u32: the number of steps taken before this one (the bias corrections use it + 1).
     pub iter: &'a Tensor,
+    /// `[N]` per-sample flags (1 active, 0 stopped) for a variable `[N, ...]`: a stopped sample's
+    /// variable and moments are left as they are. `None`: every sample steps.
+    pub active: Option<&'a Tensor>,
 }
 
 /// One Adam step on `u` with gradient `g`, in torch's order of operations:
@@ -345,25 +350,138 @@ pub fn adam_step(
     expect_disjoint(op, u, &[g, state.m, state.v])?;
     expect_disjoint(op, state.m, &[g, state.v])?;
     expect_disjoint(op, state.v, &[g])?;
+    let per_sample = match state.active {
+        None => 0,
+        Some(a) => {
+            let items = u.shape().first().copied().unwrap_or(0);
+            expect_shape(op, "active", a, &[items])?;
+            expect_f32(op, "active", a)?;
+            to_u32(op, "values per sample", u.numel() / items.max(1))?
+        }
+    };
     let p = AdamParams {
         total: to_u32(op, "element count", u.numel())?,
-        _pad: [0; 3],
+        per_sample,
+        ln_beta1: (beta1 as f64).ln() as f32,
+        ln_beta2: (beta2 as f64).ln() as f32,
         lr,
         beta1,
         beta2,
         eps,
     };
     let groups = rec.gpu().grid(p.total.max(1).div_ceil(WG));
+    let mut binds = vec![
+        Bind::Params(bytemuck::bytes_of(&p)),
+        Bind::Tensor(state.iter),
+        Bind::Tensor(g),
+        Bind::Tensor(state.m),
+        Bind::Tensor(state.v),
+        Bind::Tensor(u),
+    ];
+    let entry = match state.active {
+        None => op,
+        Some(a) => {
+            binds.push(Bind::Tensor(a));
+            "adam_step_masked"
+        }
+    };
+    rec.dispatch(
+        &Kernel::new("solver_step", entry).with(&LAYOUT),
+        &binds,
+        groups,
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct StopParams {
+    items: u32,
+    _pad: [u32; 3],
+    threshold: f32,
+    _pad_f: [f32; 3],
+}
+
+/// Per-sample early stopping without a readback: `active[n] = 0` where `norm[n]^2 <
+/// threshold` (`norm` a per-sample residual norm, `[N]`); a stopped sample stays stopped.
+pub fn stop_flags(
+    rec: &mut Recorder,
+    norm: &Tensor,
+    active: &Tensor,
+    threshold: f32,
+) -> Result<()> {
+    let op = "stop_flags";
+    expect_rank(op, "norm", norm, 1)?;
+    expect_shape(op, "active", active, norm.shape())?;
+    expect_f32(op, "norm", norm)?;
+    expect_f32(op, "active", active)?;
+    expect_disjoint(op, active, &[norm])?;
+    if !threshold.is_finite() {
+        return Err(GpuError::shape(
+            op,
+            format!("the threshold must be finite, got {threshold}"),
+        ));
+    }
+    let p = StopParams {
+        items: to_u32(op, "samples", norm.numel())?,
+        _pad: [0; 3],
+        threshold,
+        _pad_f: [0.0; 3],
+    };
     rec.dispatch(
         &Kernel::new("solver_step", op).with(&LAYOUT),
         &[
             Bind::Params(bytemuck::bytes_of(&p)),
-            Bind::Tensor(state.iter),
-            Bind::Tensor(g),
-            Bind::Tensor(state.m),
-            Bind::Tensor(state.v),
-            Bind::Tensor(u),
+            Bind::Tensor(norm),
+            Bind::Tensor(active),
         ],
-        groups,
+        [p.items.div_ceil(64).max(1), 1, 1],
     )
+}
+
+/// Sets a `[1]` u32 step counter back to 0 on the GPU (a fresh inner optimisation's Adam).
+pub fn reset_counter(rec: &mut Recorder, counter: &Tensor) -> Result<()> {
+    let op = "reset_counter";
+    if counter.dtype() != DType::U32 || counter.numel() != 1 {
+        return Err(GpuError::shape(
+            op,
+            format!(
+                "the counter must be one u32, got {:?} {:?}",
+                counter.dtype(),
+                counter.shape()
+            ),
+        ));
+    }
+    rec.dispatch(
+        &Kernel::new("solver_step", op).with(&LAYOUT),
+        &[Bind::Tensor(counter)],
+        [1, 1, 1],
+    )
+}
+
+/// Pulls `dx0` back through Tweedie's `x0 = clip(c1 x - c2 eps)` of the current row:
+/// `direct = c1 m dx0` and the model output's cotangent `-c2 m dx0` on the epsilon channels
+/// (0 on the variance channels). The DPS table's kernel serves, as the two layouts agree on
+/// the Tweedie columns.
+#[allow(clippy::too_many_arguments)]
+pub fn tweedie_cotangent(
+    rec: &mut Recorder,
+    table: StepTable,
+    x: &Tensor,
+    model_out: &Tensor,
+    dx0: &Tensor,
+    d_model_out: &Tensor,
+    direct: &Tensor,
+    clip: bool,
+) -> Result<()> {
+    const _: () = assert!(
+        Column::SqrtRecipAbar.index() == 1
+            && Column::SqrtRecipm1Abar.index() == 2
+            && Column::COUNT == 8,
+        "the DPS table's x0_cotangent reads c1 and c2 from columns 1 and 2 of 8"
+    );
+    let state = super::diffusion::StepState {
+        table: table.table,
+        step: table.step,
+    };
+    super::diffusion::x0_cotangent(rec, state, x, model_out, dx0, d_model_out, direct, clip)
 }

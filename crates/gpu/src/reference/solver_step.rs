@@ -81,3 +81,43 @@ pub fn adam_step(
         u[i] -= lr / bc1 * m[i] / (v[i].sqrt() / bc2.sqrt() + eps);
     }
 }
+
+/// [`adam_step`] on the samples (`per_sample` values each) whose flag in `active` is not 0.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step_masked(
+    t: u32,
+    g: &[f32],
+    m: &mut [f64],
+    v: &mut [f64],
+    u: &mut [f64],
+    active: &[f32],
+    lr: f64,
+    [beta1, beta2, eps]: [f64; 3],
+) {
+    let per = u.len() / active.len();
+    for (n, &a) in active.iter().enumerate() {
+        if a != 0.0 {
+            let r = n * per..(n + 1) * per;
+            adam_step(
+                t,
+                &g[r.clone()],
+                &mut m[r.clone()],
+                &mut v[r.clone()],
+                &mut u[r],
+                lr,
+                beta1,
+                beta2,
+                eps,
+            );
+        }
+    }
+}
+
+/// `active[n] = 0` where `norm[n]^2 < threshold`.
+pub fn stop_flags(norm: &[f32], active: &mut [f32], threshold: f32) {
+    for (a, &r) in active.iter_mut().zip(norm) {
+        if r * r < threshold {
+            *a = 0.0;
+        }
+    }
+}
