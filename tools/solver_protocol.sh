@@ -13,6 +13,12 @@
 # steps per level (a fifth of the reference's 100: the reduced measurement-consistency budget at
 # which EquiReg claims most), the reference's per-task step sizes.
 #
+# SITCOM likewise, fixed before its runs: (N, K) = (4, 5) and (8, 10) diffusion steps x Adam
+# iterations (the reduced regime of the reference's own ablation grid), EquiReg as the official
+# SITCOM integration sets it (hflip, every step, squared-norm reduction; a 30-step Adam phase),
+# the stopping rule at the task's noise level. DAPS runs at 20 levels only: its 50-level runs
+# would take over two hours on this machine (dropped for cost, before any of them ran).
+#
 #   bash tools/solver_protocol.sh        # writes build/eval-solvers/{dps,diffpir,red-diff,daps}/results.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +28,10 @@ for solver in diffpir dps red-diff; do
     "$PY" tools/evaluate.py --solver "$solver" --steps 20,50 --seeds 0 \
         --out "build/eval-solvers/$solver" --table "build/eval-solvers/$solver/results.md"
 done
-"$PY" tools/evaluate.py --solver daps --set solver.langevin_steps=20 --steps 20,50 --seeds 0 \
+"$PY" tools/evaluate.py --solver daps --set solver.langevin_steps=20 --steps 20 --seeds 0 \
     --out build/eval-solvers/daps --table build/eval-solvers/daps/results.md
+for nk in 4,5 8,10; do
+    n=${nk%,*} k=${nk#*,}
+    "$PY" tools/evaluate.py --solver sitcom --set solver.inner_steps=$k --equireg freq=1,reduction=sqnorm \
+        --steps $n --seeds 0 --out build/eval-solvers/sitcom-k$k --table build/eval-solvers/sitcom-k$k/results.md
+done
