@@ -9,7 +9,7 @@ use equireg::operators::resize::{ResizeKind, SuperResolution};
 use equireg::solvers::daps::{Daps, DapsSettings};
 use equireg::solvers::diffpir::{DiffPir, DiffPirSettings};
 use equireg::solvers::red_diff::{RedDiff, RedDiffSettings};
-use equireg::solvers::sitcom::{Sitcom, SitcomSettings};
+use equireg::solvers::sitcom::{EquiRegAt, Sitcom, SitcomSettings};
 use equireg::solvers::{PosteriorSampler, Problem};
 use equireg_gpu::{Gpu, GpuOptions};
 use equireg_nn::{UNet, UNetConfig, npy, synthetic};
@@ -238,6 +238,7 @@ fn check_sitcom(g: &Gpu, unet: &UNet, name: &str) {
         noise_level: meta["noise_level"].as_f64().unwrap(),
         dc_scale: meta["dc_scale"].as_f64().unwrap(),
         equireg_steps: 30,
+        equireg_at: EquiRegAt::Phase,
     };
     let (ss, states) = read(&dir, "states");
     let per = ss[1..].iter().product::<usize>();

@@ -77,8 +77,14 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
         );
         let si = &d["solver"]["sitcom"];
         println!(
-            "    sitcom: inner_steps {}, lr {}, noise_level {}, dc_scale {}, equireg_steps {}",
-            si["inner_steps"], si["lr"], si["noise_level"], si["dc_scale"], si["equireg_steps"]
+            "    sitcom: inner_steps {}, lr {}, noise_level {}, dc_scale {}, equireg_steps {}, \
+             equireg_at {}",
+            si["inner_steps"],
+            si["lr"],
+            si["noise_level"],
+            si["dc_scale"],
+            si["equireg_steps"],
+            text(&si["equireg_at"])
         );
         let rd = &d["solver"]["red-diff"];
         println!(
@@ -119,6 +125,7 @@ fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
                 "noise_level": task.solver.sitcom.noise_level.unwrap_or(task.noise().std()),
                 "dc_scale": task.solver.sitcom.dc_scale,
                 "equireg_steps": task.solver.sitcom.equireg_steps,
+                "equireg_at": task.solver.sitcom.equireg_at,
             },
             "red-diff": serde_json::to_value(&task.solver.red_diff)?,
         },

@@ -1154,7 +1154,8 @@ fn restore_runs_sitcom_with_its_equireg_phase() {
             .unwrap();
     assert_eq!(
         m["solver"],
-        "sitcom: steps=2, inner_steps=3, lr=0.02, noise_level=0.05, dc_scale=0, equireg_steps=4"
+        "sitcom: steps=2, inner_steps=3, lr=0.02, noise_level=0.05, dc_scale=0, equireg_steps=4, \
+         equireg_at=phase"
     );
     let (plain, phased) = (
         m["mean"]["sitcom"]["psnr"].as_f64().unwrap(),
@@ -1163,6 +1164,46 @@ fn restore_runs_sitcom_with_its_equireg_phase() {
     assert!(plain.is_finite() && phased.is_finite(), "{m}");
     // The phase moves x0 (Adam's first steps move every pixel by about lr).
     assert_ne!(plain, phased, "the EquiReg phase left the result unchanged");
+    // EquiReg inside the data loop instead: runs, and differs from the plain run.
+    let o = restore_tiny(&[
+        "--task",
+        "sr4",
+        "--solver",
+        "sitcom",
+        "--steps",
+        "2",
+        "--set",
+        "solver.inner_steps=3",
+        "--set",
+        "solver.equireg_at=inner",
+        "--equireg",
+        "freq=1,alpha=10",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.join("q").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let q: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("q/metrics.json")).unwrap())
+            .unwrap();
+    let inner = q["mean"]["sitcom+equireg"]["psnr"].as_f64().unwrap();
+    assert!(inner.is_finite() && inner != plain, "{q}");
+    restore_fails_with(
+        &[
+            "--task",
+            "sr4",
+            "--solver",
+            "sitcom",
+            "--set",
+            "solver.equireg_at=outer",
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.join("p").to_str().unwrap(),
+        ],
+        "solver.equireg_at (sitcom) must be \"phase\" or \"inner\"",
+    );
 }
 
 #[test]

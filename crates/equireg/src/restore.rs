@@ -17,7 +17,7 @@ use crate::schedule::{Sampler, space_timesteps};
 use crate::solvers::daps::DapsSettings;
 use crate::solvers::diffpir::DiffPirSettings;
 use crate::solvers::red_diff::RedDiffSettings;
-use crate::solvers::sitcom::SitcomSettings;
+use crate::solvers::sitcom::{EquiRegAt, SitcomSettings};
 use crate::solvers::{DiffusionConfig, Problem, SolverKind, SolverSpec};
 use crate::task::Task;
 use crate::{Error, Result};
@@ -151,6 +151,7 @@ impl RestoreSettings {
                     noise_level: p.noise_level.unwrap_or(task.noise().std()),
                     dc_scale: p.dc_scale,
                     equireg_steps: p.equireg_steps,
+                    equireg_at: EquiRegAt::parse(&p.equireg_at)?,
                 };
                 s.validate()?;
                 SolverSpec::Sitcom(s)

@@ -92,6 +92,9 @@ pub struct SitcomPreset {
     pub dc_scale: f64,
     /// Adam steps of the EquiReg phase.
     pub equireg_steps: usize,
+    /// Where EquiReg acts: "phase" (the official separate Adam phase on x0) or "inner" (in
+    /// the data loop, on x0 before the UNet VJP).
+    pub equireg_at: String,
 }
 
 impl Default for SitcomPreset {
@@ -103,6 +106,7 @@ impl Default for SitcomPreset {
             noise_level: None,
             dc_scale: 0.0,
             equireg_steps: 30,
+            equireg_at: "phase".into(),
         }
     }
 }

@@ -23,7 +23,8 @@
 //! With EquiReg (the official integration, `Anima-Lab/Equireg` `src/sitcom`): after the data
 //! loop of a step where EquiReg fires, a separate phase of `equireg_steps` Adam steps (SITCOM's
 //! lr, fresh state) on u = x0 with EquiReg's penalty alone; u replaces x0 for the re-noising.
-//! Other penalties (PDE residuals) join the data term at x0 inside the Adam loop.
+//! Other penalties (PDE residuals) join the data term at x0 inside the Adam loop, and so does
+//! EquiReg with `equireg_at = "inner"` (on x0 before the UNet VJP, as in DPS).
 //!
 //! On the GPU, the inner loop is recorded K times in the step's one submit: every sample
 //! carries an active flag that the loss kernel clears once its loss is below the threshold, and
@@ -73,6 +74,37 @@ pub struct SitcomSettings {
     pub dc_scale: f64,
     /// Adam steps of the EquiReg phase (30 in the official integration).
     pub equireg_steps: usize,
+    /// Where EquiReg acts.
+    pub equireg_at: EquiRegAt,
+}
+
+/// Where SITCOM's EquiReg acts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EquiRegAt {
+    /// The official integration: a separate Adam phase on x0 after the data loop.
+    Phase,
+    /// Inside the data loop: its gradient at x0 joins the data term's before the UNet VJP, as
+    /// in DPS (no extra steps).
+    Inner,
+}
+
+impl EquiRegAt {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "phase" => Ok(Self::Phase),
+            "inner" => Ok(Self::Inner),
+            _ => Err(Error::invalid(format!(
+                "solver.equireg_at (sitcom) must be \"phase\" or \"inner\", got {s:?}"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Phase => "phase",
+            Self::Inner => "inner",
+        }
+    }
 }
 
 impl SitcomSettings {
@@ -116,13 +148,14 @@ impl SitcomSettings {
     pub fn describe(&self) -> String {
         format!(
             "sitcom: steps={}, inner_steps={}, lr={}, noise_level={}, dc_scale={}, \
-             equireg_steps={}",
+             equireg_steps={}, equireg_at={}",
             self.steps,
             self.inner_steps,
             self.lr,
             self.noise_level,
             self.dc_scale,
-            self.equireg_steps
+            self.equireg_steps,
+            self.equireg_at.name()
         )
     }
 
@@ -174,6 +207,7 @@ pub struct Sitcom<'a> {
     inner_steps: usize,
     equireg_steps: usize,
     dc_scale: f32,
+    equireg_at: EquiRegAt,
     threshold: f32,
     adam: AdamSettings,
     table: Tensor,
@@ -226,6 +260,7 @@ impl<'a> Sitcom<'a> {
             inner_steps: settings.inner_steps,
             equireg_steps: settings.equireg_steps,
             dc_scale: settings.dc_scale as f32,
+            equireg_at: settings.equireg_at,
             threshold: (stop * stop * per_measurement as f64) as f32,
             adam: AdamSettings {
                 lr: settings.lr as f32,
@@ -368,6 +403,10 @@ impl PosteriorSampler for Sitcom<'_> {
             }
             self.penalties
                 .record_extra(&mut rec, &self.x0, &self.dx0, at)?;
+            if self.equireg_at == EquiRegAt::Inner {
+                self.penalties
+                    .record_regularizer(&mut rec, &self.x0, &self.dx0, at)?;
+            }
             tweedie_cotangent(
                 &mut rec,
                 st,
@@ -407,7 +446,10 @@ impl PosteriorSampler for Sitcom<'_> {
             clamp(&mut rec, &self.scratch, &self.x0, -1.0, 1.0)?;
         }
         // EquiReg's phase: Adam on u = x0 with the penalty alone.
-        if self.equireg_steps > 0 && self.penalties.regularizer_fires(at) {
+        if self.equireg_at == EquiRegAt::Phase
+            && self.equireg_steps > 0
+            && self.penalties.regularizer_fires(at)
+        {
             self.fresh_adam(&mut rec)?;
             let phase = StepPosition {
                 counter: &self.phase_step,
@@ -491,6 +533,7 @@ mod tests {
             noise_level: 0.05,
             dc_scale: 0.0,
             equireg_steps: 30,
+            equireg_at: EquiRegAt::Phase,
         };
         let t = s.timesteps();
         assert_eq!((t[0], t[1], t[19]), (950, 900, 0));
