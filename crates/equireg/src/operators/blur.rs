@@ -28,6 +28,7 @@ use equireg_gpu::{Gpu, Recorder, Tensor};
 use super::Operator;
 use super::noise::PhiloxStream;
 use super::resize::{check_input_shape, expect_host, expect_tensor};
+use super::spectral::{AxisSvd, Spectral, SpectralForm, reflect_correlation_matrix};
 use crate::{Error, Result};
 
 /// Philox stream of motion-blur trajectories.
@@ -44,6 +45,7 @@ pub struct Blur {
     trimmed: Vec<f32>,
     trimmed_size: [usize; 2],
     trimmed_gpu: Tensor,
+    spectral: Option<Spectral>,
 }
 
 /// The 1-D Gaussian that `scipy.ndimage.gaussian_filter1d` applies to a centred delta of
@@ -377,13 +379,25 @@ impl Blur {
             )));
         }
         check_size("gaussian_blur", input, size)?;
-        Self::build(
+        let mut blur = Self::build(
             gpu,
             "gaussian_blur",
             input,
             gaussian_kernel(size, sigma),
             size,
-        )
+        )?;
+        // The kernel is g g^T, so the blur is M X M^T per channel with M the 1-D correlation by
+        // g over the reflect-padded axis.
+        let g = gaussian_1d(size, sigma);
+        let lead = g.iter().take_while(|&&v| v == 0.0).count().min(size / 2);
+        let taps = &g[lead..size - lead];
+        let [_, _, h, w] = input;
+        let form = SpectralForm::Separable {
+            h: AxisSvd::new(&reflect_correlation_matrix(taps, h), h, h)?,
+            w: AxisSvd::new(&reflect_correlation_matrix(taps, w), w, w)?,
+        };
+        blur.spectral = Some(Spectral::new(gpu, input, form)?);
+        Ok(blur)
     }
 
     /// The motion blur of DPS: a `size` x `size` random-trajectory kernel (odd size) of
@@ -444,6 +458,7 @@ impl Blur {
             trimmed,
             trimmed_size,
             trimmed_gpu,
+            spectral: None,
         })
     }
 
@@ -515,6 +530,10 @@ impl Operator for Blur {
 
     fn naive_estimate(&self, y: &[f32]) -> Vec<f32> {
         y.to_vec()
+    }
+
+    fn spectral(&self) -> Option<&Spectral> {
+        self.spectral.as_ref()
     }
 
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {

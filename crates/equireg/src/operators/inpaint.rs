@@ -15,6 +15,7 @@ use equireg_gpu::{Gpu, Recorder, Tensor};
 use super::Operator;
 use super::noise::PhiloxStream;
 use super::resize::{check_input_shape, expect_host, expect_tensor};
+use super::spectral::{Spectral, SpectralForm};
 use crate::{Error, Result};
 
 /// Philox stream of inpainting masks.
@@ -26,6 +27,7 @@ pub struct Inpaint {
     input: [usize; 4],
     mask: Vec<f32>,
     mask_gpu: Tensor,
+    spectral: Option<Spectral>,
 }
 
 impl Inpaint {
@@ -110,11 +112,21 @@ impl Inpaint {
 
     fn build(gpu: &Gpu, name: &'static str, input: [usize; 4], mask: Vec<f32>) -> Result<Inpaint> {
         let mask_gpu = gpu.upload(&[input[2], input[3]], &mask)?;
+        // Diagonal when the mask is 0 and 1 (a scaling mask has no such simple pseudo-inverse
+        // here).
+        let binary = mask.iter().all(|&m| m == 0.0 || m == 1.0);
+        let spectral = if binary {
+            let form = SpectralForm::Diagonal { mask: mask.clone() };
+            Some(Spectral::new(gpu, input, form)?)
+        } else {
+            None
+        };
         Ok(Inpaint {
             name,
             input,
             mask,
             mask_gpu,
+            spectral,
         })
     }
 
@@ -168,6 +180,10 @@ impl Operator for Inpaint {
         let mut out = y.to_vec();
         fill_with_observed_mean(&mut out, plane, |_| &self.mask);
         out
+    }
+
+    fn spectral(&self) -> Option<&Spectral> {
+        self.spectral.as_ref()
     }
 
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {

@@ -13,8 +13,11 @@ pub mod inpaint;
 pub mod noise;
 pub mod phase_retrieval;
 pub mod resize;
+pub mod spectral;
 
 use equireg_gpu::{Recorder, Tensor};
+
+use spectral::Spectral;
 
 use crate::Result;
 
@@ -53,4 +56,9 @@ pub trait Operator: Send + Sync {
     /// the measurement divided by the scale (HDR), a flat zero image (phase retrieval: the
     /// magnitudes alone give no image-space estimate).
     fn naive_estimate(&self, y: &[f32]) -> Vec<f32>;
+    /// The operator's spectral form `A = U S V^T` when it factors cheaply (inpainting,
+    /// super-resolution, Gaussian blur), for the solvers that need a pseudo-inverse.
+    fn spectral(&self) -> Option<&Spectral> {
+        None
+    }
 }

@@ -16,6 +16,7 @@ use equireg_gpu::ops::axis_matmul::{Axis, axis_matmul};
 use equireg_gpu::{DType, Gpu, Recorder, Tensor};
 
 use super::Operator;
+use super::spectral::{AxisSvd, Spectral, SpectralForm};
 use crate::{Error, Result};
 
 /// How [`SuperResolution`] averages the pixels of each output.
@@ -271,6 +272,7 @@ pub struct SuperResolution {
     ww_gpu: Tensor,
     /// `[N, C, H / scale, W]`: between the two passes, forward and VJP alike.
     scratch: Tensor,
+    spectral: Spectral,
 }
 
 impl SuperResolution {
@@ -302,6 +304,11 @@ impl SuperResolution {
         let wh_gpu = gpu.upload(&[oh, h], &f32s(&wh))?;
         let ww_gpu = gpu.upload(&[ow, w], &f32s(&ww))?;
         let scratch = gpu.alloc(&[n, c, oh, w], DType::F32)?;
+        let form = SpectralForm::Separable {
+            h: AxisSvd::new(&wh, oh, h)?,
+            w: AxisSvd::new(&ww, ow, w)?,
+        };
+        let spectral = Spectral::new(gpu, input, form)?;
         Ok(SuperResolution {
             name,
             input,
@@ -312,6 +319,7 @@ impl SuperResolution {
             wh_gpu,
             ww_gpu,
             scratch,
+            spectral,
         })
     }
 
@@ -393,6 +401,10 @@ impl Operator for SuperResolution {
     fn naive_estimate(&self, y: &[f32]) -> Vec<f32> {
         let [n, c, h, w] = self.input;
         bicubic_upsample(y, [n, c, h / self.scale, w / self.scale], self.scale)
+    }
+
+    fn spectral(&self) -> Option<&Spectral> {
+        Some(&self.spectral)
     }
 
     fn measurement_picture(&self, y: &[f32]) -> Option<(Vec<f32>, [usize; 4])> {
