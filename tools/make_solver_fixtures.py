@@ -63,6 +63,15 @@ from the reference's loop, one image at a time as the reference runs (batch 1):
 
 saving x after every step and the last x0 (the result).
 
+DDNM+ (wyhuai/DDNM, with the noisy-case scaling in InverseBench's form), restated in variance-
+exploding units x_ve = x / sqrt(abar), sigma = sqrt(1 / abar - 1):
+
+    t_i = i * 1000 // K from the top, abar' = 1 after t_0
+    x0 = (x - sqrt(1 - abar) eps) / sqrt(abar); lam = min(1, sigma' / sigma_y)
+    x0' = x0 - lam pinv(A) (A x0 - y)          (pinv: torch.linalg.pinv of each axis matrix)
+    gamma = sqrt(max(0, sigma'^2 - (lam sigma_y)^2))
+    x' = sqrt(abar') (x0' + sqrt(1 - eta^2) (sigma' / sigma) (x / sqrt(abar) - x0') + eta gamma z)
+
 Besides the final sample, every intermediate state is saved, so that each step can also be
 checked on its own from the reference's state (a step from a state far from the data takes a
 large data step, and float32 differences grow over a run).
@@ -255,6 +264,54 @@ def sitcom(unet, a, y, batch, steps, inner, lr, noise_level, dc_scale, log=None)
     return states, torch.cat(x0s)
 
 
+def ddnm(unet, pinv, a, y, batch, steps, eta, sigma_y):
+    abar = linear_abar()
+    ts = [i * 1000 // steps for i in reversed(range(steps))]
+    n = 3 * SIZE * SIZE
+    x = torch.from_numpy(np.stack([normal_item(n, SEED, 0, 0, k) for k in range(batch)])
+                         .reshape(batch, 3, SIZE, SIZE)).double()
+    states = [x.clone()]
+    for i, t in enumerate(ts):
+        ab = abar[t]
+        ab_next = abar[ts[i + 1]] if i + 1 < len(ts) else 1.0
+        sig, sig_next = math.sqrt(1 / ab - 1), math.sqrt(max(0.0, 1 / ab_next - 1))
+        with torch.no_grad():
+            eps = unet.forward_diffusion(x, torch.full((batch,), t, dtype=torch.int64))[:, :3]
+            x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            lam = min(1.0, sig_next / sigma_y) if sigma_y > 0 else 1.0
+            x0c = x0 - lam * pinv(a(x0) - y)
+            gamma = math.sqrt(max(0.0, sig_next**2 - (lam * sigma_y) ** 2))
+            z = torch.from_numpy(np.stack([normal_item(n, SEED, 1, i, k) for k in range(batch)])
+                                 .reshape(batch, 3, SIZE, SIZE)).double()
+            k = math.sqrt(1 - eta**2) * sig_next / sig
+            x = math.sqrt(ab_next) * (x0c + k * (x / math.sqrt(ab) - x0c) + eta * gamma * z)
+        states.append(x.clone())
+    return states
+
+
+def pinv_sr4(h, w):
+    from make_dps_fixtures import resize_matrix
+    mh, mw = resize_matrix(h, 0.25), resize_matrix(w, 0.25)
+    ph, pw = torch.linalg.pinv(mh), torch.linalg.pinv(mw)
+    # No singular value may fall below the engine's cut (3e-2 of the largest product).
+    sh, sw = torch.linalg.svdvals(mh), torch.linalg.svdvals(mw)
+    assert float(sh.min() * sw.min()) > 3e-2 * float(sh.max() * sw.max())
+    return lambda r: torch.einsum("hi,ncij,wj->nchw", ph, r, pw)
+
+
+def pinv_box(h, w):
+    _, extra = op_box_inpaint(h, w)
+    m = torch.from_numpy(extra["mask"]).double()
+    return lambda r: r * m
+
+
+DDNM_CASES = {
+    # name: (operator, pseudo-inverse, batch, steps, eta, sigma_y)
+    "ddnm-sr4": (op_sr4, pinv_sr4, 2, 4, 0.85, 0.05),
+    "ddnm-box-inpaint": (op_box_inpaint, pinv_box, 1, 3, 0.85, 0.05),
+}
+
+
 SITCOM_CASES = {
     # name: (operator, batch, steps, inner, lr, noise_level, dc_scale)
     # sr4's noise level puts the stopping threshold inside the range of its losses, so that the
@@ -282,6 +339,29 @@ RED_DIFF_CASES = {
 def main():
     torch.manual_seed(0)
     unet = unet64()
+    for name, (build, build_pinv, batch, steps, eta, sigma_y) in DDNM_CASES.items():
+        a, extra = build(SIZE, SIZE)
+        pinv = build_pinv(SIZE, SIZE)
+        gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)
+        with torch.no_grad():
+            y = a(torch.from_numpy(gt).double())
+        y = (y + sigma_y * torch.from_numpy(synthetic.tensor(6, "n", tuple(y.shape))).double()).float().double()
+        states = ddnm(unet, pinv, a, y, batch, steps, eta, sigma_y)
+        out = os.path.join(REPO, "tests", "fixtures", "solvers", name)
+        os.makedirs(out, exist_ok=True)
+        np.save(os.path.join(out, "y.npy"), y.float().numpy())
+        np.save(os.path.join(out, "states.npy"), torch.stack(states).float().numpy())
+        if "mask" in extra:
+            np.save(os.path.join(out, "mask.npy"), extra["mask"])
+        meta = dict(solver="ddnm", config="tiny32", weight_seed=WEIGHT_SEED, size=SIZE, batch=batch,
+                    steps=steps, seed=SEED, eta=eta, noise_sigma=sigma_y,
+                    reference="DDNM+ (InverseBench's noisy form), restated in torch float64 "
+                              "(tools/make_solver_fixtures.py)")
+        with open(os.path.join(out, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        with torch.no_grad():
+            res = [float((a(s) - y).norm()) for s in states]
+        print(f"{name}: |A(x) - y| per state {['%.3g' % v for v in res]}")
     for name, (build, batch, steps, inner, lr, noise_level, dc) in SITCOM_CASES.items():
         a, extra = build(SIZE, SIZE)
         gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)

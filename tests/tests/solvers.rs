@@ -7,6 +7,7 @@ use equireg::operators::inpaint::Inpaint;
 use equireg::operators::phase_retrieval::PhaseRetrieval;
 use equireg::operators::resize::{ResizeKind, SuperResolution};
 use equireg::solvers::daps::{Daps, DapsSettings};
+use equireg::solvers::ddnm::{Ddnm, DdnmSettings};
 use equireg::solvers::diffpir::{DiffPir, DiffPirSettings};
 use equireg::solvers::red_diff::{RedDiff, RedDiffSettings};
 use equireg::solvers::sitcom::{EquiRegAt, Sitcom, SitcomSettings};
@@ -299,6 +300,84 @@ fn sitcom_matches_its_reference_restatement_with_per_sample_stops() {
     for name in ["sitcom-sr4", "sitcom-box-inpaint"] {
         check_sitcom(&g, &unet, name);
     }
+}
+
+fn check_ddnm(g: &Gpu, unet: &UNet, name: &str) {
+    let Case {
+        dir,
+        meta,
+        batch,
+        size,
+        seed,
+        operator,
+    } = case(g, name);
+    let (ys, y) = read(&dir, "y");
+    let y = g.upload(&ys, &y).unwrap();
+    let settings = DdnmSettings {
+        steps: meta["steps"].as_u64().unwrap() as usize,
+        eta: meta["eta"].as_f64().unwrap(),
+        noise_sigma: meta["noise_sigma"].as_f64().unwrap(),
+        penalty_step: 1.0,
+    };
+    let (ss, states) = read(&dir, "states");
+    let per = ss[1..].iter().product::<usize>();
+    let state = |r: usize| &states[r * per..(r + 1) * per];
+    let mut s = Ddnm::new(
+        g,
+        unet,
+        [batch, size, size],
+        &settings,
+        Problem::new(operator.as_ref(), &y),
+    )
+    .unwrap();
+    for r in 0..settings.steps {
+        s.begin_from(seed, 0, state(r), r).unwrap();
+        s.step().unwrap();
+        let e = rel_l2(&s.finish().unwrap(), state(r + 1));
+        eprintln!("{name}: step {r}: relative L2 {e:.2e}");
+        assert!(e < 1e-4, "{name}: step {r} relative L2 error {e:.3e}");
+    }
+    s.begin(seed, 0).unwrap();
+    let out = s.run(&mut |_| Ok(())).unwrap();
+    let e = rel_l2(&out, state(settings.steps));
+    eprintln!(
+        "{name}: whole run of {} steps: relative L2 {e:.2e}",
+        settings.steps
+    );
+    assert!(e < 1e-4, "{name}: final sample relative L2 error {e:.3e}");
+}
+
+#[test]
+fn ddnm_matches_its_reference_restatement_and_refuses_operators_without_a_pseudo_inverse() {
+    let g = gpu();
+    let cfg = UNetConfig::preset("tiny32").unwrap();
+    let unet = UNet::new(
+        &g,
+        &cfg,
+        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
+    )
+    .unwrap();
+    for name in ["ddnm-sr4", "ddnm-box-inpaint"] {
+        check_ddnm(&g, &unet, name);
+    }
+    let pr = PhaseRetrieval::new(&g, [1, 3, 32, 32], 2.0).unwrap();
+    let y = g
+        .alloc(&pr.output_shape(), equireg_gpu::DType::F32)
+        .unwrap();
+    let settings = DdnmSettings {
+        steps: 3,
+        eta: 0.85,
+        noise_sigma: 0.05,
+        penalty_step: 1.0,
+    };
+    let err = Ddnm::new(&g, &unet, [1, 32, 32], &settings, Problem::new(&pr, &y))
+        .err()
+        .expect("phase retrieval has no pseudo-inverse");
+    assert!(
+        err.to_string()
+            .contains("ddnm needs the operator's pseudo-inverse"),
+        "{err}"
+    );
 }
 
 fn check_red_diff(g: &Gpu, unet: &UNet, name: &str) {

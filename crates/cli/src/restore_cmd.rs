@@ -57,7 +57,7 @@ pub struct RestoreArgs {
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     set: Vec<String>,
     /// Posterior sampler: dps (Diffusion Posterior Sampling), daps (decoupled annealing,
-    /// --steps annealing levels), diffpir (DiffPIR, gradient form), sitcom (SITCOM) or
+    /// --steps annealing levels), ddnm (DDNM+; operators with a pseudo-inverse), diffpir (DiffPIR, gradient form), sitcom (SITCOM) or
     /// red-diff (RED-diff); its settings come from the task's [dps] or [solver.NAME] table
     #[arg(long, default_value = "dps")]
     solver: String,
@@ -295,8 +295,10 @@ fn prepare(
                     cfg.group.name
                 );
             }
-            task.build_operator(gpu, [1, 3, h, w], args.seed)
+            let op = task
+                .build_operator(gpu, [1, 3, h, w], args.seed)
                 .with_context(|| format!("{}: task {} at {h}x{w}", f.display(), task.name))?;
+            SolverKind::parse(&args.solver)?.check_operator(op.as_ref())?;
             sizes.push([h, w]);
         }
         clean.push(img);
@@ -729,6 +731,7 @@ fn restore_measurement(
         );
     }
     let operator = task.build_operator(gpu, [1, 3, h, w], seed)?;
+    spec.kind().check_operator(operator.as_ref())?;
     if operator.output_shape() != y_shape {
         bail!(
             "{}: the {} operator produces {:?} for {h}x{w} images, the file holds {y_shape:?}",

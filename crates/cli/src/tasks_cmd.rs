@@ -70,6 +70,11 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
             da["sigma_min"],
             da["ode_sigma_min"]
         );
+        let dn = &d["solver"]["ddnm"];
+        println!(
+            "    ddnm: eta {}, penalty_step {}",
+            dn["eta"], dn["penalty_step"]
+        );
         let dp = &d["solver"]["diffpir"];
         println!(
             "    diffpir: lambda {}, zeta {}, noise level {} ([-1, 1] units)",
@@ -114,6 +119,7 @@ fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
         },
         "solver": {
             "daps": serde_json::to_value(&task.solver.daps)?,
+            "ddnm": serde_json::to_value(&task.solver.ddnm)?,
             "diffpir": {
                 "lambda": task.solver.diffpir.lambda,
                 "zeta": task.solver.diffpir.zeta,

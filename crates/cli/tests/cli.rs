@@ -1207,6 +1207,60 @@ fn restore_runs_sitcom_with_its_equireg_phase() {
 }
 
 #[test]
+fn restore_runs_ddnm_with_equireg_and_refuses_operators_without_a_pseudo_inverse() {
+    let input = test_png("ddnm-in.png", 32, 32);
+    let out = fresh("ddnm-out");
+    let o = restore_tiny(&[
+        "--task",
+        "sr4",
+        "--solver",
+        "ddnm",
+        "--steps",
+        "4",
+        "--equireg",
+        "freq=1",
+        "--compare",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.join("o").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("o/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["solver"],
+        "ddnm: steps=4, eta=0.85, noise_sigma=0.05, penalty_step=1"
+    );
+    let (plain, reg) = (
+        m["mean"]["ddnm"]["psnr"].as_f64().unwrap(),
+        m["mean"]["ddnm+equireg"]["psnr"].as_f64().unwrap(),
+    );
+    assert!(plain.is_finite() && reg.is_finite() && plain != reg, "{m}");
+    for task in ["phase-retrieval", "motion-deblur", "hdr"] {
+        restore_fails_with(
+            &[
+                "--task",
+                task,
+                "--solver",
+                "ddnm",
+                "--input",
+                input.to_str().unwrap(),
+                "--out",
+                out.join(task).to_str().unwrap(),
+            ],
+            "ddnm needs the operator's pseudo-inverse",
+        );
+        assert!(
+            !out.join(task).exists(),
+            "{task}: a refused run wrote output"
+        );
+    }
+}
+
+#[test]
 fn restore_refuses_bad_solver_settings_by_name() {
     let input = test_png("diffpir-bad.png", 32, 32);
     let out = fresh("diffpir-bad");

@@ -15,6 +15,7 @@ use crate::operators::Operator;
 use crate::regularizer::{EquiReg, EquiRegConfig};
 use crate::schedule::{Sampler, space_timesteps};
 use crate::solvers::daps::DapsSettings;
+use crate::solvers::ddnm::DdnmSettings;
 use crate::solvers::diffpir::DiffPirSettings;
 use crate::solvers::red_diff::RedDiffSettings;
 use crate::solvers::sitcom::{EquiRegAt, SitcomSettings};
@@ -129,6 +130,17 @@ impl RestoreSettings {
                 };
                 s.validate()?;
                 SolverSpec::Daps(s)
+            }
+            SolverKind::Ddnm => {
+                let p = &task.solver.ddnm;
+                let s = DdnmSettings {
+                    steps,
+                    eta: p.eta,
+                    noise_sigma: task.noise().std(),
+                    penalty_step: p.penalty_step,
+                };
+                s.validate()?;
+                SolverSpec::Ddnm(s)
             }
             SolverKind::DiffPir => {
                 let p = &task.solver.diffpir;

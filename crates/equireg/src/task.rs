@@ -71,6 +71,7 @@ pub struct Task {
 #[serde(deny_unknown_fields, default)]
 pub struct SolverPresets {
     pub daps: DapsPreset,
+    pub ddnm: DdnmPreset,
     pub diffpir: DiffPirPreset,
     pub sitcom: SitcomPreset,
     #[serde(rename = "red-diff")]
@@ -146,6 +147,26 @@ impl Default for DapsPreset {
             sigma_max: 100.0,
             sigma_min: 0.1,
             ode_sigma_min: 0.01,
+        }
+    }
+}
+
+/// DDNM+'s task settings (`[solver.ddnm]`, `--set solver.eta=...` with `--solver ddnm`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DdnmPreset {
+    /// The DDIM-like step's eta.
+    pub eta: f64,
+    /// The penalties' (EquiReg's) gradient step on the corrected estimate.
+    pub penalty_step: f64,
+}
+
+impl Default for DdnmPreset {
+    /// The reference's `--eta 0.85`; the penalty step is the engine's (no reference has one).
+    fn default() -> Self {
+        Self {
+            eta: 0.85,
+            penalty_step: 1.0,
         }
     }
 }

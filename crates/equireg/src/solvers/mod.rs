@@ -13,12 +13,14 @@
 //!
 //! A solver is one file here implementing [`PosteriorSampler`]: [`dps`] (Diffusion Posterior
 //! Sampling, also the unconditional DDPM / DDIM sampler), [`daps`] (decoupled annealing with
-//! Langevin dynamics), [`diffpir`] (DiffPIR, gradient
+//! Langevin dynamics), [`ddnm`] (DDNM+: the range-space correction by the spectral
+//! pseudo-inverse), [`diffpir`] (DiffPIR, gradient
 //! form), [`sitcom`] (Adam on the network input with a per-sample stop) and [`red_diff`] (RED-diff: Adam on the clean estimate). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
 //! `[solver.NAME]` table and a test; `docs/ARCHITECTURE.md` lists the steps.
 
 pub mod daps;
 pub mod data_term;
+pub mod ddnm;
 pub mod diffpir;
 pub mod dps;
 pub mod penalty;
@@ -136,15 +138,17 @@ pub trait PosteriorSampler {
 pub enum SolverKind {
     Dps,
     Daps,
+    Ddnm,
     DiffPir,
     Sitcom,
     RedDiff,
 }
 
 impl SolverKind {
-    pub const ALL: [SolverKind; 5] = [
+    pub const ALL: [SolverKind; 6] = [
         SolverKind::Dps,
         SolverKind::Daps,
+        SolverKind::Ddnm,
         SolverKind::DiffPir,
         SolverKind::Sitcom,
         SolverKind::RedDiff,
@@ -154,6 +158,7 @@ impl SolverKind {
         match self {
             SolverKind::Dps => "dps",
             SolverKind::Daps => "daps",
+            SolverKind::Ddnm => "ddnm",
             SolverKind::DiffPir => "diffpir",
             SolverKind::Sitcom => "sitcom",
             SolverKind::RedDiff => "red-diff",
@@ -167,12 +172,23 @@ impl SolverKind {
             (SolverKind::Dps, true) => "dps+equireg",
             (SolverKind::Daps, false) => "daps",
             (SolverKind::Daps, true) => "daps+equireg",
+            (SolverKind::Ddnm, false) => "ddnm",
+            (SolverKind::Ddnm, true) => "ddnm+equireg",
             (SolverKind::DiffPir, false) => "diffpir",
             (SolverKind::DiffPir, true) => "diffpir+equireg",
             (SolverKind::Sitcom, false) => "sitcom",
             (SolverKind::Sitcom, true) => "sitcom+equireg",
             (SolverKind::RedDiff, false) => "red-diff",
             (SolverKind::RedDiff, true) => "red-diff+equireg",
+        }
+    }
+
+    /// Refuses an operator the solver cannot serve (DDNM needs a pseudo-inverse), with one
+    /// clear error naming the solvers that can; callers check before writing any output.
+    pub fn check_operator(self, op: &dyn Operator) -> Result<()> {
+        match self {
+            SolverKind::Ddnm => ddnm::needs_spectral(self.name(), op).map(|_| ()),
+            _ => Ok(()),
         }
     }
 
@@ -194,6 +210,7 @@ impl SolverKind {
 pub enum SolverSpec {
     Dps { config: DiffusionConfig, zeta: f64 },
     Daps(daps::DapsSettings),
+    Ddnm(ddnm::DdnmSettings),
     DiffPir(diffpir::DiffPirSettings),
     Sitcom(sitcom::SitcomSettings),
     RedDiff(red_diff::RedDiffSettings),
@@ -204,6 +221,7 @@ impl SolverSpec {
         match self {
             SolverSpec::Dps { .. } => SolverKind::Dps,
             SolverSpec::Daps(_) => SolverKind::Daps,
+            SolverSpec::Ddnm(_) => SolverKind::Ddnm,
             SolverSpec::DiffPir(_) => SolverKind::DiffPir,
             SolverSpec::Sitcom(_) => SolverKind::Sitcom,
             SolverSpec::RedDiff(_) => SolverKind::RedDiff,
@@ -218,6 +236,7 @@ impl SolverSpec {
                 config.respacing, config.sampler
             ),
             SolverSpec::Daps(s) => s.describe(),
+            SolverSpec::Ddnm(s) => s.describe(),
             SolverSpec::DiffPir(s) => s.describe(),
             SolverSpec::Sitcom(s) => s.describe(),
             SolverSpec::RedDiff(s) => s.describe(),
@@ -242,6 +261,7 @@ pub fn build<'a>(
             Box::new(Solver::new(gpu, unet, [n, h, w], config, Some(guidance))?)
         }
         SolverSpec::Daps(s) => Box::new(daps::Daps::new(gpu, unet, [n, h, w], s, problem)?),
+        SolverSpec::Ddnm(s) => Box::new(ddnm::Ddnm::new(gpu, unet, [n, h, w], s, problem)?),
         SolverSpec::DiffPir(s) => {
             Box::new(diffpir::DiffPir::new(gpu, unet, [n, h, w], s, problem)?)
         }
