@@ -118,7 +118,24 @@ def quad_seq(k):
     return seq
 
 
-def diffpir(unet, a, y, batch, steps, lam, zeta, noise_level):
+def dense_prox(a, shape):
+    """u -> (A^T A + rho I)^-1 (A^T r) for one channel of a linear operator, by a dense solve
+    (independent of the engine's SVDs): A's matrix from its action on unit images."""
+    h, w = shape
+    eye = torch.eye(h * w, dtype=torch.float64).reshape(h * w, 1, h, w)
+    cols = torch.cat([a(eye[i:i + 1]).reshape(1, -1) for i in range(h * w)])  # [hw, m]
+    mat = cols.T  # [m, hw]
+
+    def prox(r, rho):
+        n, c = r.shape[:2]
+        rr = r.reshape(n * c, -1).T  # [m, nc]
+        lhs = mat.T @ mat + rho * torch.eye(h * w, dtype=torch.float64)
+        sol = torch.linalg.solve(lhs, mat.T @ rr)
+        return sol.T.reshape(n, c, h, w)
+    return prox
+
+
+def diffpir(unet, a, y, batch, steps, lam, zeta, noise_level, prox=None):
     abar = linear_abar()
     sqrt_ac, sqrt_1m = np.sqrt(abar), np.sqrt(1.0 - abar)
     sigma = max(0.001, noise_level)
@@ -137,10 +154,15 @@ def diffpir(unet, a, y, batch, steps, lam, zeta, noise_level):
         with torch.no_grad():
             eps = unet.forward_diffusion(x, torch.full((batch,), t_i, dtype=torch.int64))[:, :3]
         x0 = torch.clamp((x - sqrt_1m[t_i] * eps) / sqrt_ac[t_i], -1.0, 1.0).requires_grad_(True)
-        # grad_and_value: the norm over the whole tensor in the reference (batch 1); per sample here.
-        norm = torch.linalg.norm((y - a(x0)).reshape(batch, -1), dim=1)
-        (norm_grad,) = torch.autograd.grad(norm.sum(), x0)
-        x0 = (x0 - norm_grad * norm.reshape(batch, 1, 1, 1) / rhos[t_i]).detach()
+        if prox is not None:
+            # sub_1_analytic: the exact minimiser of ||y - A u||^2 + rho ||u - x0||^2.
+            with torch.no_grad():
+                x0 = x0 + prox(y - a(x0), rhos[t_i])
+        else:
+            # grad_and_value: the norm over the whole tensor in the reference (batch 1); per sample here.
+            norm = torch.linalg.norm((y - a(x0)).reshape(batch, -1), dim=1)
+            (norm_grad,) = torch.autograd.grad(norm.sum(), x0)
+            x0 = (x0 - norm_grad * norm.reshape(batch, 1, 1, 1) / rhos[t_i]).detach()
         t_im1 = 999 - seq[i + 1]
         e = (x - sqrt_ac[t_i] * x0) / sqrt_1m[t_i]
         z = torch.from_numpy(np.stack([normal_item(n, SEED, 1, i, k) for k in range(batch)])
@@ -180,6 +202,9 @@ CASES = {
     # name: (operator, batch, steps, lambda, zeta, noise std in [-1, 1] units)
     "diffpir-sr4": (op_sr4, 2, 8, 15.0, 0.25, 0.05),
     "diffpir-phase-retrieval": (op_phase_retrieval, 1, 6, 7.0, 0.1, 0.05),
+    # The proximal form (sub_1_analytic), solved densely here.
+    "diffpir-prox-sr4": (op_sr4, 2, 6, 15.0, 0.25, 0.05),
+    "diffpir-prox-box-inpaint": (op_box_inpaint, 1, 5, 1.0, 1.0, 0.05),
 }
 
 
@@ -434,19 +459,25 @@ def main():
         moved = [float((states[i + 1] - states[i]).norm() / states[i].norm()) for i in range(steps)]
         print(f"{name}: relative move per step {['%.3g' % v for v in moved]}")
     for name, (build, batch, steps, lam, zeta, noise) in CASES.items():
-        a, _ = build(SIZE, SIZE)
+        a, extra = build(SIZE, SIZE)
         gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)
         with torch.no_grad():
             y = a(torch.from_numpy(gt).double())
         y = (y + noise * torch.from_numpy(synthetic.tensor(6, "n", tuple(y.shape))).double()).float().double()
-        states = diffpir(unet, a, y, batch, steps, lam, zeta, noise / 2.0)
+        is_prox = "-prox-" in name
+        prox = dense_prox(a, (SIZE, SIZE)) if is_prox else None
+        states = diffpir(unet, a, y, batch, steps, lam, zeta, noise / 2.0, prox)
         out = os.path.join(REPO, "tests", "fixtures", "solvers", name)
         os.makedirs(out, exist_ok=True)
         np.save(os.path.join(out, "y.npy"), y.float().numpy())
         np.save(os.path.join(out, "states.npy"), torch.stack(states).float().numpy())
+        if "mask" in extra:
+            np.save(os.path.join(out, "mask.npy"), extra["mask"])
+        form = "proximal" if is_prox else "gradient"
         meta = dict(solver="diffpir", config="tiny32", weight_seed=WEIGHT_SEED, size=SIZE, batch=batch,
                     steps=steps, seed=SEED, **{"lambda": lam}, zeta=zeta, noise_sigma=noise,
-                    reference="DiffPIR gradient form, restated in torch float64 (tools/make_solver_fixtures.py)")
+                    data_step="prox" if is_prox else "gradient",
+                    reference=f"DiffPIR {form} form, restated in torch float64 (tools/make_solver_fixtures.py)")
         with open(os.path.join(out, "meta.json"), "w") as f:
             json.dump(meta, f, indent=1)
         norms = [float(s.norm()) for s in states]

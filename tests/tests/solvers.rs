@@ -8,7 +8,7 @@ use equireg::operators::phase_retrieval::PhaseRetrieval;
 use equireg::operators::resize::{ResizeKind, SuperResolution};
 use equireg::solvers::daps::{Daps, DapsSettings};
 use equireg::solvers::ddnm::{Ddnm, DdnmSettings};
-use equireg::solvers::diffpir::{DiffPir, DiffPirSettings};
+use equireg::solvers::diffpir::{DataStep, DiffPir, DiffPirSettings};
 use equireg::solvers::red_diff::{RedDiff, RedDiffSettings};
 use equireg::solvers::sitcom::{EquiRegAt, Sitcom, SitcomSettings};
 use equireg::solvers::{PosteriorSampler, Problem};
@@ -83,6 +83,10 @@ fn check_diffpir(g: &Gpu, unet: &UNet, name: &str) {
         zeta: meta["zeta"].as_f64().unwrap(),
         noise_sigma: meta["noise_sigma"].as_f64().unwrap(),
         clip: true,
+        data_step: match meta["data_step"].as_str() {
+            Some("prox") => DataStep::Prox,
+            _ => DataStep::Gradient,
+        },
     };
     let (ss, states) = read(&dir, "states");
     let per = ss[1..].iter().product::<usize>();
@@ -133,7 +137,12 @@ fn diffpir_matches_its_reference_restatement() {
         &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
     )
     .unwrap();
-    for name in ["diffpir-sr4", "diffpir-phase-retrieval"] {
+    for name in [
+        "diffpir-sr4",
+        "diffpir-phase-retrieval",
+        "diffpir-prox-sr4",
+        "diffpir-prox-box-inpaint",
+    ] {
         check_diffpir(&g, &unet, name);
     }
 }

@@ -295,10 +295,8 @@ fn prepare(
                     cfg.group.name
                 );
             }
-            let op = task
-                .build_operator(gpu, [1, 3, h, w], args.seed)
+            task.build_operator(gpu, [1, 3, h, w], args.seed)
                 .with_context(|| format!("{}: task {} at {h}x{w}", f.display(), task.name))?;
-            SolverKind::parse(&args.solver)?.check_operator(op.as_ref())?;
             sizes.push([h, w]);
         }
         clean.push(img);
@@ -348,6 +346,13 @@ pub fn run(args: &RestoreArgs, gpu: &Gpu) -> anyhow::Result<()> {
         multiple,
     )?;
     let spec = settings.resolve(&task, &unet)?;
+    // A solver that cannot serve the task's operator is refused before any output is written.
+    if let Inputs::Clean { clean, .. } = &inputs
+        && let Some(img) = clean.first()
+    {
+        let op = task.build_operator(gpu, [1, 3, img.height, img.width], args.seed)?;
+        spec.check_operator(op.as_ref())?;
+    }
     let adapter = gpu.caps().adapter_name.clone();
     let mpe = mpe::from_spec(gpu, &equireg_cfg.mpe, &unet)?;
     let mut variants = Vec::new();
@@ -731,7 +736,7 @@ fn restore_measurement(
         );
     }
     let operator = task.build_operator(gpu, [1, 3, h, w], seed)?;
-    spec.kind().check_operator(operator.as_ref())?;
+    spec.check_operator(operator.as_ref())?;
     if operator.output_shape() != y_shape {
         bail!(
             "{}: the {} operator produces {:?} for {h}x{w} images, the file holds {y_shape:?}",

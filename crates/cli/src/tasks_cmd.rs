@@ -77,8 +77,11 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
         );
         let dp = &d["solver"]["diffpir"];
         println!(
-            "    diffpir: lambda {}, zeta {}, noise level {} ([-1, 1] units)",
-            dp["lambda"], dp["zeta"], dp["noise_sigma"]
+            "    diffpir: lambda {}, zeta {}, noise level {} ([-1, 1] units), data step {}",
+            dp["lambda"],
+            dp["zeta"],
+            dp["noise_sigma"],
+            text(&dp["data_step"])
         );
         let si = &d["solver"]["sitcom"];
         println!(
@@ -124,6 +127,7 @@ fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
                 "lambda": task.solver.diffpir.lambda,
                 "zeta": task.solver.diffpir.zeta,
                 "noise_sigma": task.noise().std(),
+                "data_step": task.solver.diffpir.data_step,
             },
             "sitcom": {
                 "inner_steps": task.solver.sitcom.inner_steps,

@@ -16,7 +16,7 @@ use crate::regularizer::{EquiReg, EquiRegConfig};
 use crate::schedule::{Sampler, space_timesteps};
 use crate::solvers::daps::DapsSettings;
 use crate::solvers::ddnm::DdnmSettings;
-use crate::solvers::diffpir::DiffPirSettings;
+use crate::solvers::diffpir::{DataStep, DiffPirSettings};
 use crate::solvers::red_diff::RedDiffSettings;
 use crate::solvers::sitcom::{EquiRegAt, SitcomSettings};
 use crate::solvers::{DiffusionConfig, Problem, SolverKind, SolverSpec};
@@ -150,6 +150,7 @@ impl RestoreSettings {
                     zeta: p.zeta,
                     noise_sigma: task.noise().std(),
                     clip: true,
+                    data_step: DataStep::parse(&p.data_step)?,
                 };
                 s.validate()?;
                 SolverSpec::DiffPir(s)

@@ -204,6 +204,9 @@ pub struct DiffPirPreset {
     pub lambda: f64,
     /// The re-noising mix in [0, 1].
     pub zeta: f64,
+    /// "gradient" (every operator) or "prox" (the closed-form proximal step, for operators
+    /// with a pseudo-inverse).
+    pub data_step: String,
 }
 
 impl Default for DiffPirPreset {
@@ -212,6 +215,7 @@ impl Default for DiffPirPreset {
         Self {
             lambda: 7.0,
             zeta: 0.1,
+            data_step: "gradient".into(),
         }
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! What the linear solvers need is one primitive, [`Spectral::record_filtered_pinv`]:
 //! `filtered_pinv(r; c) = V diag(s / (s^2 + c)) U^T r = (A^T A + c I)^-1 A^T r` (c > 0), the
-//! pseudo-inverse `A^+ r` at c = 0. Singular values below [`ZERO`] (relative to the largest)
-//! count as zero, as DDRM's SVD operators do: the Gaussian blur's smallest ones are round-off.
+//! pseudo-inverse `A^+ r` at c = 0, where singular values below [`ZERO`] (relative to the
+//! largest) count as zero, as DDRM's SVD operators do: the Gaussian blur's smallest ones are
+//! round-off.
 
 use nalgebra::DMatrix;
 
@@ -188,12 +189,22 @@ impl Spectral {
     /// The spectral filter `s / (s^2 + c)` per spectral component (0 where s counts as zero),
     /// as the `[N, C, gh, gw]` tensor that [`Spectral::record_filtered_pinv`] multiplies by.
     pub fn filter(&self, gpu: &Gpu, c: f64) -> Result<Tensor> {
-        if !(c.is_finite() && c >= 0.0) {
+        self.filter_scaled(gpu, c, 1.0)
+    }
+
+    /// [`Spectral::filter`] times `scale` (a solver's per-step weight folded in).
+    pub fn filter_scaled(&self, gpu: &Gpu, c: f64, scale: f64) -> Result<Tensor> {
+        if !(c.is_finite() && c >= 0.0 && scale.is_finite()) {
             return Err(Error::invalid(format!(
-                "filtered_pinv needs c finite and >= 0, got {c}"
+                "filtered_pinv needs c finite and >= 0 and a finite scale, got c = {c}, scale \
+                 {scale}"
             )));
         }
-        let f = self.filter_values(c);
+        let f: Vec<f32> = self
+            .filter_values(c)
+            .iter()
+            .map(|&v| (v as f64 * scale) as f32)
+            .collect();
         let (_, [gh, gw]) = self.singular_grid();
         let [n, ch, _, _] = self.input;
         let full: Vec<f32> = (0..n * ch).flat_map(|_| f.iter().copied()).collect();
@@ -205,7 +216,8 @@ impl Spectral {
         let top = s.iter().copied().fold(0.0, f64::max);
         s.iter()
             .map(|&v| {
-                if v <= ZERO * top || v == 0.0 {
+                // The cut only matters for the plain pseudo-inverse; c > 0 bounds the filter.
+                if v == 0.0 || (c == 0.0 && v <= ZERO * top) {
                     0.0
                 } else {
                     (v / (v * v + c)) as f32

@@ -377,7 +377,8 @@ impl PosteriorSampler for Ddnm<'_> {
         };
         if self.penalty_step > 0.0 {
             fill(&mut rec, &self.grad, 0.0)?;
-            self.penalties.record(&mut rec, &self.corrected, &self.grad, at)?;
+            self.penalties
+                .record(&mut rec, &self.corrected, &self.grad, at)?;
             rec.section("update");
             axpby(
                 &mut rec,

@@ -24,6 +24,15 @@
 //! `x / 2 + 1 / 2` against a [0, 1] measurement, a quarter of this step for a linear operator:
 //! its lambda is 4 times the lambda here.
 //!
+//! The proximal form (`data_step = prox`, the reference's `sub_1_analytic True` closed forms)
+//! replaces the gradient step by the exact minimiser of `||y - A u||^2 + rho ||u - x0||^2`:
+//! `x0 <- x0 + filtered_pinv(y - A x0; rho)`, with the operator's spectral pseudo-inverse
+//! (the reference solves it by FFT with circular boundaries, the engine exactly for the
+//! operators' own reflect boundaries). It is written as the gradient-form update with
+//! `g = rho filtered_pinv(A x0 - y; rho)` (the filter of each step scaled by its rho), so the
+//! two forms share the table and the penalties keep the 1 / rho step. It serves the operators
+//! with a spectral form (inpainting, super-resolution, Gaussian blur).
+//!
 //! Deviations, on purpose: x_T is drawn from N(0, I) for every operator (the reference starts
 //! super-resolution from the upsampled measurement mixed at sqrt(abar_999) = 0.006, an
 //! invisible difference); the noise comes from the engine's Philox streams; penalties
@@ -32,7 +41,7 @@
 use std::cell::Cell;
 
 use equireg_gpu::ops::diffusion::advance_step;
-use equireg_gpu::ops::elementwise::copy;
+use equireg_gpu::ops::elementwise::{axpby, copy};
 use equireg_gpu::ops::rng::rng_normal_items;
 use equireg_gpu::ops::solver_step::{
     AffineTerms, StepTable, affine_update, step_timesteps, tweedie,
@@ -44,6 +53,7 @@ use super::data_term::{DataLoss, DataTerm};
 use super::penalty::{Penalties, StepPosition};
 use super::table::{self, StepRow};
 use super::{Evaluations, PosteriorSampler, Problem, STREAM_INITIAL, STREAM_STEP};
+use crate::operators::spectral::Spectral;
 use crate::schedule::BetaSchedule;
 use crate::{Error, Result};
 
@@ -63,6 +73,35 @@ pub struct DiffPirSettings {
     pub noise_sigma: f64,
     /// Clamp x0 to [-1, 1] (the reference's clip_denoised).
     pub clip: bool,
+    /// The data step: a gradient step (every operator) or the proximal step (operators
+    /// with a pseudo-inverse).
+    pub data_step: DataStep,
+}
+
+/// DiffPIR's data step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataStep {
+    Gradient,
+    Prox,
+}
+
+impl DataStep {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "gradient" => Ok(Self::Gradient),
+            "prox" => Ok(Self::Prox),
+            _ => Err(Error::invalid(format!(
+                "solver.data_step (diffpir) must be \"gradient\" or \"prox\", got {s:?}"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gradient => "gradient",
+            Self::Prox => "prox",
+        }
+    }
 }
 
 impl DiffPirSettings {
@@ -102,8 +141,13 @@ impl DiffPirSettings {
 
     pub fn describe(&self) -> String {
         format!(
-            "diffpir: steps={}, lambda={}, zeta={}, noise_sigma={}, clip={}",
-            self.steps, self.lambda, self.zeta, self.noise_sigma, self.clip
+            "diffpir: steps={}, lambda={}, zeta={}, noise_sigma={}, clip={}, data_step={}",
+            self.steps,
+            self.lambda,
+            self.zeta,
+            self.noise_sigma,
+            self.clip,
+            self.data_step.name()
         )
     }
 
@@ -123,16 +167,37 @@ impl DiffPirSettings {
             .collect()
     }
 
+    fn abar() -> Vec<f64> {
+        let mut acc = 1.0f64;
+        BetaSchedule::Linear
+            .betas(1000)
+            .iter()
+            .map(|b| {
+                acc *= 1.0 - b;
+                acc
+            })
+            .collect()
+    }
+
+    /// The data step's rho of each step that takes one (all but the last).
+    pub fn rhos(&self) -> Vec<f64> {
+        let abar = Self::abar();
+        let ts = self.timesteps();
+        ts[..ts.len() - 1]
+            .iter()
+            .map(|&t| self.rho(abar[t]))
+            .collect()
+    }
+
+    fn rho(&self, abar: f64) -> f64 {
+        let sigma_n = (self.noise_sigma / 2.0).max(MIN_NOISE_LEVEL);
+        self.lambda * sigma_n * sigma_n * abar / (1.0 - abar)
+    }
+
     /// The step table, one row per step.
     pub fn rows(&self) -> Vec<StepRow> {
-        let mut abar = Vec::with_capacity(1000);
-        let mut acc = 1.0f64;
-        for b in BetaSchedule::Linear.betas(1000) {
-            acc *= 1.0 - b;
-            abar.push(acc);
-        }
+        let abar = Self::abar();
         let ts = self.timesteps();
-        let sigma_n = (self.noise_sigma / 2.0).max(MIN_NOISE_LEVEL);
         ts.iter()
             .enumerate()
             .map(|(i, &t)| {
@@ -143,9 +208,7 @@ impl DiffPirSettings {
                     None => row.coef_x = 1.0,
                     Some(&t_next) => {
                         let ab_next = abar[t_next];
-                        let sigma_bar2 = (1.0 - ab) / ab;
-                        let rho = self.lambda * sigma_n * sigma_n / sigma_bar2;
-                        let step = 1.0 / rho;
+                        let step = 1.0 / self.rho(ab);
                         let keep = (1.0 - self.zeta).sqrt() * (1.0 - ab_next).sqrt();
                         let b = keep / (1.0 - ab).sqrt();
                         let a = ab_next.sqrt() - b * ab.sqrt();
@@ -177,10 +240,20 @@ pub struct DiffPir<'a> {
     grad: Tensor,
     next: Tensor,
     data: DataTerm<'a>,
+    /// The proximal form's spectral pseudo-inverse and its filter per step (each scaled by
+    /// the step's rho), with the residual `A x0 - y` between.
+    prox: Option<Prox<'a>>,
     penalties: Penalties<'a>,
     seed: u64,
     first_item: u32,
     k: Cell<usize>,
+}
+
+struct Prox<'a> {
+    spectral: &'a Spectral,
+    filters: Vec<Tensor>,
+    a_x0: Tensor,
+    residual: Tensor,
 }
 
 impl<'a> DiffPir<'a> {
@@ -197,6 +270,23 @@ impl<'a> DiffPir<'a> {
         let rows = settings.rows();
         let sigmas = rows.iter().map(StepRow::sigma).collect();
         let (operator, measurement, penalties) = problem.split();
+        let prox = match settings.data_step {
+            DataStep::Gradient => None,
+            DataStep::Prox => {
+                let spectral = super::ddnm::needs_spectral("diffpir's prox step", operator)?;
+                let out = operator.output_shape();
+                Some(Prox {
+                    spectral,
+                    filters: settings
+                        .rhos()
+                        .iter()
+                        .map(|&rho| spectral.filter_scaled(gpu, rho, rho))
+                        .collect::<Result<_>>()?,
+                    a_x0: gpu.alloc(&out, DType::F32)?,
+                    residual: gpu.alloc(&out, DType::F32)?,
+                })
+            }
+        };
         Ok(Self {
             gpu,
             unet,
@@ -212,6 +302,7 @@ impl<'a> DiffPir<'a> {
             grad: gpu.alloc(&shape, DType::F32)?,
             next: gpu.alloc(&shape, DType::F32)?,
             data: DataTerm::new(gpu, operator, measurement, DataLoss::HalfSquaredNorm, shape)?,
+            prox,
             penalties,
             seed: 0,
             first_item: 0,
@@ -305,7 +396,28 @@ impl PosteriorSampler for DiffPir<'_> {
         rec.section("update");
         tweedie(&mut rec, st, x, self.run.output(), &self.x0, self.clip)?;
         rec.section("operator");
-        self.data.record_grad(&mut rec, &self.x0, &self.grad)?;
+        match &self.prox {
+            None => self.data.record_grad(&mut rec, &self.x0, &self.grad)?,
+            // g = rho filtered_pinv(A x0 - y; rho): the update's -g / rho is the prox step.
+            Some(p) => {
+                let op = self.data.operator();
+                op.record_forward(&mut rec, &self.x0, &p.a_x0)?;
+                axpby(
+                    &mut rec,
+                    1.0,
+                    &p.a_x0,
+                    -1.0,
+                    self.data.measurement(),
+                    &p.residual,
+                )?;
+                p.spectral.record_filtered_pinv(
+                    &mut rec,
+                    &p.residual,
+                    &p.filters[k],
+                    &self.grad,
+                )?;
+            }
+        }
         let at = StepPosition {
             k,
             steps: self.steps,
@@ -371,6 +483,7 @@ mod tests {
             zeta: 0.3,
             noise_sigma: 0.05,
             clip: true,
+            data_step: DataStep::Gradient,
         }
     }
 

@@ -183,15 +183,6 @@ impl SolverKind {
         }
     }
 
-    /// Refuses an operator the solver cannot serve (DDNM needs a pseudo-inverse), with one
-    /// clear error naming the solvers that can; callers check before writing any output.
-    pub fn check_operator(self, op: &dyn Operator) -> Result<()> {
-        match self {
-            SolverKind::Ddnm => ddnm::needs_spectral(self.name(), op).map(|_| ()),
-            _ => Ok(()),
-        }
-    }
-
     pub fn parse(s: &str) -> Result<Self> {
         Self::ALL
             .into_iter()
@@ -225,6 +216,19 @@ impl SolverSpec {
             SolverSpec::DiffPir(_) => SolverKind::DiffPir,
             SolverSpec::Sitcom(_) => SolverKind::Sitcom,
             SolverSpec::RedDiff(_) => SolverKind::RedDiff,
+        }
+    }
+
+    /// Refuses an operator the solver cannot serve (DDNM and DiffPIR's prox step need a
+    /// pseudo-inverse), with one clear error naming the solvers that can; callers check before
+    /// writing any output.
+    pub fn check_operator(&self, op: &dyn Operator) -> Result<()> {
+        match self {
+            SolverSpec::Ddnm(_) => ddnm::needs_spectral("ddnm", op).map(|_| ()),
+            SolverSpec::DiffPir(s) if s.data_step == diffpir::DataStep::Prox => {
+                ddnm::needs_spectral("diffpir's prox step", op).map(|_| ())
+            }
+            _ => Ok(()),
         }
     }
 
