@@ -55,7 +55,7 @@ import time
 
 TASKS = ["sr4", "gaussian-deblur", "motion-deblur", "box-inpaint", "random-inpaint", "phase-retrieval"]
 SOLVERS = [("baseline", "naive baseline"), ("dps", "DPS"), ("dps+equireg", "DPS+EquiReg")]
-LABELS = {"dps": "DPS", "daps": "DAPS", "diffpir": "DiffPIR", "red-diff": "RED-diff"}
+LABELS = {"dps": "DPS", "daps": "DAPS", "ddnm": "DDNM+", "diffpir": "DiffPIR", "sitcom": "SITCOM", "red-diff": "RED-diff"}
 
 
 def solver_columns(solver):
@@ -221,7 +221,7 @@ def fmt(ms, digits):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default="target/release/equireg")
-    ap.add_argument("--solver", default="dps", help="restore's --solver (dps, daps, diffpir, red-diff); one per --out")
+    ap.add_argument("--solver", default="dps", help="restore's --solver (dps, daps, ddnm, diffpir, sitcom, red-diff); one per --out")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="restore's --set, passed to every run (repeatable; use a separate --out per setting)")
     ap.add_argument("--images", default="assets/images")

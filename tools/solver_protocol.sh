@@ -19,6 +19,9 @@
 # the stopping rule at the task's noise level. DAPS runs at 20 levels only: its 50-level runs
 # would take over two hours on this machine (dropped for cost, before any of them ran).
 #
+# DDNM+ and DiffPIR's proximal form, fixed before their runs: the four tasks whose operators
+# have a pseudo-inverse, 20 and 100 steps, the presets' settings.
+#
 #   bash tools/solver_protocol.sh        # writes build/eval-solvers/{dps,diffpir,red-diff,daps}/results.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,3 +38,8 @@ for nk in 4,5 8,10; do
     "$PY" tools/evaluate.py --solver sitcom --set solver.inner_steps=$k --equireg freq=1,reduction=sqnorm \
         --steps $n --seeds 0 --out build/eval-solvers/sitcom-k$k --table build/eval-solvers/sitcom-k$k/results.md
 done
+LINEAR=sr4,gaussian-deblur,box-inpaint,random-inpaint
+"$PY" tools/evaluate.py --solver ddnm --tasks $LINEAR --steps 20,100 --seeds 0 \
+    --out build/eval-solvers/ddnm --table build/eval-solvers/ddnm/results.md
+"$PY" tools/evaluate.py --solver diffpir --set solver.data_step=prox --tasks $LINEAR --steps 20,100 --seeds 0 \
+    --out build/eval-solvers/diffpir-prox --table build/eval-solvers/diffpir-prox/results.md
