@@ -72,6 +72,12 @@ exploding units x_ve = x / sqrt(abar), sigma = sqrt(1 / abar - 1):
     gamma = sqrt(max(0, sigma'^2 - (lam sigma_y)^2))
     x' = sqrt(abar') (x0' + sqrt(1 - eta^2) (sigma' / sigma) (x / sqrt(abar) - x0') + eta gamma z)
 
+PiGDM (NVlabs/RED-diff algos/pgdm.py: eta 0, grad_term_weight 1, awd) with InverseBench's noisy v:
+
+    x_T = sqrt(abar_T) pinv(A) y + sqrt(1 - abar_T) z;  t_i = i * 1000 // K from the top, abar_s = 1 after t_0
+    v = (A^T A + c I)^-1 A^T (y - A x0),  c = sigma_y^2 / (1 - abar_t)   (a dense solve)
+    g = grad_x <v, x0(x)>;  x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s) eps + sqrt(abar_s) sqrt(abar_t) w g
+
 Besides the final sample, every intermediate state is saved, so that each step can also be
 checked on its own from the reference's state (a step from a state far from the data takes a
 large data step, and float32 differences grow over a run).
@@ -330,6 +336,38 @@ def pinv_box(h, w):
     return lambda r: r * m
 
 
+def pigdm(unet, pinv, a, y, batch, steps, weight, sigma_y):
+    abar = linear_abar()
+    ts = [i * 1000 // steps for i in reversed(range(steps))]
+    n = 3 * SIZE * SIZE
+    solve = dense_prox(a, (SIZE, SIZE))
+    z0 = torch.from_numpy(np.stack([normal_item(n, SEED, 0, 0, k) for k in range(batch)])
+                          .reshape(batch, 3, SIZE, SIZE)).double()
+    with torch.no_grad():
+        x = math.sqrt(abar[ts[0]]) * pinv(y) + math.sqrt(1 - abar[ts[0]]) * z0
+    states = [x.clone()]
+    for i, t in enumerate(ts):
+        ab = abar[t]
+        ab_s = abar[ts[i + 1]] if i + 1 < len(ts) else 1.0
+        xt = x.clone().requires_grad_(True)
+        eps = unet.forward_diffusion(xt, torch.full((batch,), t, dtype=torch.int64))[:, :3]
+        x0 = (xt - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        with torch.no_grad():
+            v = solve(y - a(x0), sigma_y**2 / (1 - ab))
+        (g,) = torch.autograd.grad((v * x0).sum(), xt)
+        with torch.no_grad():
+            x = math.sqrt(ab_s) * x0 + math.sqrt(1 - ab_s) * eps + math.sqrt(ab_s) * math.sqrt(ab) * weight * g
+        states.append(x.detach().clone())
+    return states
+
+
+PIGDM_CASES = {
+    # name: (operator, pseudo-inverse, batch, steps, weight, sigma_y)
+    "pigdm-sr4": (op_sr4, pinv_sr4, 2, 4, 1.0, 0.05),
+    "pigdm-box-inpaint": (op_box_inpaint, pinv_box, 1, 3, 1.0, 0.05),
+}
+
+
 DDNM_CASES = {
     # name: (operator, pseudo-inverse, batch, steps, eta, sigma_y)
     "ddnm-sr4": (op_sr4, pinv_sr4, 2, 4, 0.85, 0.05),
@@ -364,6 +402,29 @@ RED_DIFF_CASES = {
 def main():
     torch.manual_seed(0)
     unet = unet64()
+    for name, (build, build_pinv, batch, steps, weight, sigma_y) in PIGDM_CASES.items():
+        a, extra = build(SIZE, SIZE)
+        pinv = build_pinv(SIZE, SIZE)
+        gt = np.clip(synthetic.tensor(5, "gt", (batch, 3, SIZE, SIZE)) * 0.5, -1, 1)
+        with torch.no_grad():
+            y = a(torch.from_numpy(gt).double())
+        y = (y + sigma_y * torch.from_numpy(synthetic.tensor(6, "n", tuple(y.shape))).double()).float().double()
+        states = pigdm(unet, pinv, a, y, batch, steps, weight, sigma_y)
+        out = os.path.join(REPO, "tests", "fixtures", "solvers", name)
+        os.makedirs(out, exist_ok=True)
+        np.save(os.path.join(out, "y.npy"), y.float().numpy())
+        np.save(os.path.join(out, "states.npy"), torch.stack(states).float().numpy())
+        if "mask" in extra:
+            np.save(os.path.join(out, "mask.npy"), extra["mask"])
+        meta = dict(solver="pigdm", config="tiny32", weight_seed=WEIGHT_SEED, size=SIZE, batch=batch,
+                    steps=steps, seed=SEED, eta=0.0, weight=weight, noise_sigma=sigma_y,
+                    reference="PiGDM (RED-diff's pgdm.py, InverseBench's noisy v), restated in torch "
+                              "float64 (tools/make_solver_fixtures.py)")
+        with open(os.path.join(out, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        with torch.no_grad():
+            res = [float((a(s) - y).norm()) for s in states]
+        print(f"{name}: |A(x) - y| per state {['%.3g' % v for v in res]}")
     for name, (build, build_pinv, batch, steps, eta, sigma_y) in DDNM_CASES.items():
         a, extra = build(SIZE, SIZE)
         pinv = build_pinv(SIZE, SIZE)

@@ -9,6 +9,7 @@ use equireg::operators::resize::{ResizeKind, SuperResolution};
 use equireg::solvers::daps::{Daps, DapsSettings};
 use equireg::solvers::ddnm::{Ddnm, DdnmSettings};
 use equireg::solvers::diffpir::{DataStep, DiffPir, DiffPirSettings};
+use equireg::solvers::pigdm::{Pigdm, PigdmSettings};
 use equireg::solvers::red_diff::{RedDiff, RedDiffSettings};
 use equireg::solvers::sitcom::{EquiRegAt, Sitcom, SitcomSettings};
 use equireg::solvers::{PosteriorSampler, Problem};
@@ -387,6 +388,69 @@ fn ddnm_matches_its_reference_restatement_and_refuses_operators_without_a_pseudo
             .contains("ddnm needs the operator's pseudo-inverse"),
         "{err}"
     );
+}
+
+fn check_pigdm(g: &Gpu, unet: &UNet, name: &str) {
+    let Case {
+        dir,
+        meta,
+        batch,
+        size,
+        seed,
+        operator,
+    } = case(g, name);
+    let (ys, y) = read(&dir, "y");
+    let y = g.upload(&ys, &y).unwrap();
+    let settings = PigdmSettings {
+        steps: meta["steps"].as_u64().unwrap() as usize,
+        eta: meta["eta"].as_f64().unwrap(),
+        weight: meta["weight"].as_f64().unwrap(),
+        noise_sigma: meta["noise_sigma"].as_f64().unwrap(),
+    };
+    let (ss, states) = read(&dir, "states");
+    let per = ss[1..].iter().product::<usize>();
+    let state = |r: usize| &states[r * per..(r + 1) * per];
+    let mut s = Pigdm::new(
+        g,
+        unet,
+        [batch, size, size],
+        &settings,
+        Problem::new(operator.as_ref(), &y),
+    )
+    .unwrap();
+    for r in 0..settings.steps {
+        s.begin_from(seed, 0, state(r), r).unwrap();
+        s.step().unwrap();
+        let e = rel_l2(&s.finish().unwrap(), state(r + 1));
+        eprintln!("{name}: step {r}: relative L2 {e:.2e}");
+        assert!(e < 1e-4, "{name}: step {r} relative L2 error {e:.3e}");
+    }
+    // The whole run from the engine's x_T (the pseudo-inverse of y, noised).
+    s.begin(seed, 0).unwrap();
+    let e0 = rel_l2(&g.download(s.state()).unwrap(), state(0));
+    assert!(e0 < 1e-5, "{name}: x_T differs by {e0:.3e}");
+    let out = s.run(&mut |_| Ok(())).unwrap();
+    let e = rel_l2(&out, state(settings.steps));
+    eprintln!(
+        "{name}: whole run of {} steps: relative L2 {e:.2e}",
+        settings.steps
+    );
+    assert!(e < 1e-4, "{name}: final sample relative L2 error {e:.3e}");
+}
+
+#[test]
+fn pigdm_matches_its_reference_restatement() {
+    let g = gpu();
+    let cfg = UNetConfig::preset("tiny32").unwrap();
+    let unet = UNet::new(
+        &g,
+        &cfg,
+        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
+    )
+    .unwrap();
+    for name in ["pigdm-sr4", "pigdm-box-inpaint"] {
+        check_pigdm(&g, &unet, name);
+    }
 }
 
 fn check_red_diff(g: &Gpu, unet: &UNet, name: &str) {

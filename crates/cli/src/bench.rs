@@ -32,7 +32,7 @@ struct RestoreBenchArgs {
     /// phase-retrieval, hdr)
     #[arg(long, default_value = "sr4")]
     task: String,
-    /// Solver: dps (profiled by section), daps, ddnm, diffpir, sitcom or red-diff (the task preset's
+    /// Solver: dps (profiled by section), daps, ddnm, diffpir, pigdm, sitcom or red-diff (the task preset's
     /// settings)
     #[arg(long, default_value = "dps")]
     solver: String,

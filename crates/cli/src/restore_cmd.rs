@@ -57,7 +57,8 @@ pub struct RestoreArgs {
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     set: Vec<String>,
     /// Posterior sampler: dps (Diffusion Posterior Sampling), daps (decoupled annealing,
-    /// --steps annealing levels), ddnm (DDNM+; operators with a pseudo-inverse), diffpir (DiffPIR, gradient form), sitcom (SITCOM) or
+    /// --steps annealing levels), ddnm (DDNM+) or pigdm (PiGDM) for operators with a
+    /// pseudo-inverse, diffpir (DiffPIR, gradient form), sitcom (SITCOM) or
     /// red-diff (RED-diff); its settings come from the task's [dps] or [solver.NAME] table
     #[arg(long, default_value = "dps")]
     solver: String,

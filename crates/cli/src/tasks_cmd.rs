@@ -83,6 +83,8 @@ pub fn run(args: &TasksArgs) -> anyhow::Result<()> {
             dp["noise_sigma"],
             text(&dp["data_step"])
         );
+        let pg = &d["solver"]["pigdm"];
+        println!("    pigdm: eta {}, weight {}", pg["eta"], pg["weight"]);
         let si = &d["solver"]["sitcom"];
         println!(
             "    sitcom: inner_steps {}, lr {}, noise_level {}, dc_scale {}, equireg_steps {}, \
@@ -129,6 +131,7 @@ fn describe(task: &Task, args: &TasksArgs) -> anyhow::Result<Value> {
                 "noise_sigma": task.noise().std(),
                 "data_step": task.solver.diffpir.data_step,
             },
+            "pigdm": serde_json::to_value(&task.solver.pigdm)?,
             "sitcom": {
                 "inner_steps": task.solver.sitcom.inner_steps,
                 "lr": task.solver.sitcom.lr,

@@ -17,6 +17,7 @@ use crate::schedule::{Sampler, space_timesteps};
 use crate::solvers::daps::DapsSettings;
 use crate::solvers::ddnm::DdnmSettings;
 use crate::solvers::diffpir::{DataStep, DiffPirSettings};
+use crate::solvers::pigdm::PigdmSettings;
 use crate::solvers::red_diff::RedDiffSettings;
 use crate::solvers::sitcom::{EquiRegAt, SitcomSettings};
 use crate::solvers::{DiffusionConfig, Problem, SolverKind, SolverSpec};
@@ -154,6 +155,17 @@ impl RestoreSettings {
                 };
                 s.validate()?;
                 SolverSpec::DiffPir(s)
+            }
+            SolverKind::Pigdm => {
+                let p = &task.solver.pigdm;
+                let s = PigdmSettings {
+                    steps,
+                    eta: p.eta,
+                    weight: p.weight,
+                    noise_sigma: task.noise().std(),
+                };
+                s.validate()?;
+                SolverSpec::Pigdm(s)
             }
             SolverKind::Sitcom => {
                 let p = &task.solver.sitcom;

@@ -73,6 +73,7 @@ pub struct SolverPresets {
     pub daps: DapsPreset,
     pub ddnm: DdnmPreset,
     pub diffpir: DiffPirPreset,
+    pub pigdm: PigdmPreset,
     pub sitcom: SitcomPreset,
     #[serde(rename = "red-diff")]
     pub red_diff: RedDiffPreset,
@@ -167,6 +168,26 @@ impl Default for DdnmPreset {
         Self {
             eta: 0.85,
             penalty_step: 1.0,
+        }
+    }
+}
+
+/// PiGDM's task settings (`[solver.pigdm]`, `--set solver.weight=...` with `--solver pigdm`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PigdmPreset {
+    /// The DDIM step's eta.
+    pub eta: f64,
+    /// The guidance weight (`grad_term_weight`).
+    pub weight: f64,
+}
+
+impl Default for PigdmPreset {
+    /// The RED-diff repository's `_configs/algo/pgdm.yaml`.
+    fn default() -> Self {
+        Self {
+            eta: 0.0,
+            weight: 1.0,
         }
     }
 }

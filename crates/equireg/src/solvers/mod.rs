@@ -15,7 +15,8 @@
 //! Sampling, also the unconditional DDPM / DDIM sampler), [`daps`] (decoupled annealing with
 //! Langevin dynamics), [`ddnm`] (DDNM+: the range-space correction by the spectral
 //! pseudo-inverse), [`diffpir`] (DiffPIR, gradient
-//! form), [`sitcom`] (Adam on the network input with a per-sample stop) and [`red_diff`] (RED-diff: Adam on the clean estimate). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
+//! form), [`pigdm`] (PiGDM: the pseudo-inverse residual through the denoiser's VJP),
+//! [`sitcom`] (Adam on the network input with a per-sample stop) and [`red_diff`] (RED-diff: Adam on the clean estimate). Adding one touches this module's [`SolverKind`] and [`build`], the task presets'
 //! `[solver.NAME]` table and a test; `docs/ARCHITECTURE.md` lists the steps.
 
 pub mod daps;
@@ -24,6 +25,7 @@ pub mod ddnm;
 pub mod diffpir;
 pub mod dps;
 pub mod penalty;
+pub mod pigdm;
 pub mod red_diff;
 pub mod sitcom;
 pub mod table;
@@ -140,16 +142,18 @@ pub enum SolverKind {
     Daps,
     Ddnm,
     DiffPir,
+    Pigdm,
     Sitcom,
     RedDiff,
 }
 
 impl SolverKind {
-    pub const ALL: [SolverKind; 6] = [
+    pub const ALL: [SolverKind; 7] = [
         SolverKind::Dps,
         SolverKind::Daps,
         SolverKind::Ddnm,
         SolverKind::DiffPir,
+        SolverKind::Pigdm,
         SolverKind::Sitcom,
         SolverKind::RedDiff,
     ];
@@ -160,6 +164,7 @@ impl SolverKind {
             SolverKind::Daps => "daps",
             SolverKind::Ddnm => "ddnm",
             SolverKind::DiffPir => "diffpir",
+            SolverKind::Pigdm => "pigdm",
             SolverKind::Sitcom => "sitcom",
             SolverKind::RedDiff => "red-diff",
         }
@@ -176,6 +181,8 @@ impl SolverKind {
             (SolverKind::Ddnm, true) => "ddnm+equireg",
             (SolverKind::DiffPir, false) => "diffpir",
             (SolverKind::DiffPir, true) => "diffpir+equireg",
+            (SolverKind::Pigdm, false) => "pigdm",
+            (SolverKind::Pigdm, true) => "pigdm+equireg",
             (SolverKind::Sitcom, false) => "sitcom",
             (SolverKind::Sitcom, true) => "sitcom+equireg",
             (SolverKind::RedDiff, false) => "red-diff",
@@ -203,6 +210,7 @@ pub enum SolverSpec {
     Daps(daps::DapsSettings),
     Ddnm(ddnm::DdnmSettings),
     DiffPir(diffpir::DiffPirSettings),
+    Pigdm(pigdm::PigdmSettings),
     Sitcom(sitcom::SitcomSettings),
     RedDiff(red_diff::RedDiffSettings),
 }
@@ -214,6 +222,7 @@ impl SolverSpec {
             SolverSpec::Daps(_) => SolverKind::Daps,
             SolverSpec::Ddnm(_) => SolverKind::Ddnm,
             SolverSpec::DiffPir(_) => SolverKind::DiffPir,
+            SolverSpec::Pigdm(_) => SolverKind::Pigdm,
             SolverSpec::Sitcom(_) => SolverKind::Sitcom,
             SolverSpec::RedDiff(_) => SolverKind::RedDiff,
         }
@@ -225,6 +234,7 @@ impl SolverSpec {
     pub fn check_operator(&self, op: &dyn Operator) -> Result<()> {
         match self {
             SolverSpec::Ddnm(_) => ddnm::needs_spectral("ddnm", op).map(|_| ()),
+            SolverSpec::Pigdm(_) => ddnm::needs_spectral("pigdm", op).map(|_| ()),
             SolverSpec::DiffPir(s) if s.data_step == diffpir::DataStep::Prox => {
                 ddnm::needs_spectral("diffpir's prox step", op).map(|_| ())
             }
@@ -242,6 +252,7 @@ impl SolverSpec {
             SolverSpec::Daps(s) => s.describe(),
             SolverSpec::Ddnm(s) => s.describe(),
             SolverSpec::DiffPir(s) => s.describe(),
+            SolverSpec::Pigdm(s) => s.describe(),
             SolverSpec::Sitcom(s) => s.describe(),
             SolverSpec::RedDiff(s) => s.describe(),
         }
@@ -269,6 +280,7 @@ pub fn build<'a>(
         SolverSpec::DiffPir(s) => {
             Box::new(diffpir::DiffPir::new(gpu, unet, [n, h, w], s, problem)?)
         }
+        SolverSpec::Pigdm(s) => Box::new(pigdm::Pigdm::new(gpu, unet, [n, h, w], s, problem)?),
         SolverSpec::Sitcom(s) => Box::new(sitcom::Sitcom::new(gpu, unet, [n, h, w], s, problem)?),
         SolverSpec::RedDiff(s) => {
             Box::new(red_diff::RedDiff::new(gpu, unet, [n, h, w], s, problem)?)
