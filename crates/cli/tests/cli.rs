@@ -1016,7 +1016,7 @@ fn restore_runs_diffpir_with_and_without_equireg_and_records_its_settings() {
             .unwrap();
     assert_eq!(
         m["solver"],
-        "diffpir: steps=4, lambda=20, zeta=0.25, noise_sigma=0.05, clip=true"
+        "diffpir: steps=4, lambda=20, zeta=0.25, noise_sigma=0.05, clip=true, data_step=gradient"
     );
     assert!(m["zeta"].is_null(), "zeta is DPS's: {}", m["zeta"]);
     assert!(m["mean"]["diffpir"]["psnr"].as_f64().unwrap().is_finite());

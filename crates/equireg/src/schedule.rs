@@ -30,6 +30,11 @@ impl BetaSchedule {
         }
     }
 
+    /// The cumulative products abar_t = prod_{s <= t} (1 - beta_s) of `steps` timesteps.
+    pub fn alphas_cumprod(self, steps: usize) -> Vec<f64> {
+        cumprod(&self.betas(steps))
+    }
+
     /// The betas of `steps` training timesteps (guided-diffusion's `get_named_beta_schedule`).
     pub fn betas(self, steps: usize) -> Vec<f64> {
         match self {
@@ -180,12 +185,7 @@ impl Diffusion {
 
     fn from_betas(betas: Vec<f64>, timestep_map: Vec<usize>) -> Self {
         let k = betas.len();
-        let mut alphas_cumprod = Vec::with_capacity(k);
-        let mut acc = 1.0f64;
-        for b in &betas {
-            acc *= 1.0 - b;
-            alphas_cumprod.push(acc);
-        }
+        let alphas_cumprod = cumprod(&betas);
         let alphas_cumprod_prev: Vec<f64> = std::iter::once(1.0)
             .chain(alphas_cumprod[..k - 1].iter().copied())
             .collect();
@@ -356,6 +356,18 @@ impl StepCoefficients {
             self.noise_gate as f32,
         ]
     }
+}
+
+/// `prod_{s <= t} (1 - beta_s)` for every t.
+fn cumprod(betas: &[f64]) -> Vec<f64> {
+    let mut acc = 1.0f64;
+    betas
+        .iter()
+        .map(|b| {
+            acc *= 1.0 - b;
+            acc
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -102,15 +102,7 @@ impl DdnmSettings {
     /// Per step: the data-step weight, the step's abar and the update's row (its Tweedie
     /// coefficients, and `a x0' + b x + d z`).
     pub fn rows(&self) -> Vec<DdnmStep> {
-        let mut acc = 1.0f64;
-        let abar: Vec<f64> = BetaSchedule::Linear
-            .betas(1000)
-            .iter()
-            .map(|b| {
-                acc *= 1.0 - b;
-                acc
-            })
-            .collect();
+        let abar: Vec<f64> = BetaSchedule::Linear.alphas_cumprod(1000);
         let ts = self.timesteps();
         ts.iter()
             .enumerate()

@@ -168,15 +168,7 @@ impl DiffPirSettings {
     }
 
     fn abar() -> Vec<f64> {
-        let mut acc = 1.0f64;
-        BetaSchedule::Linear
-            .betas(1000)
-            .iter()
-            .map(|b| {
-                acc *= 1.0 - b;
-                acc
-            })
-            .collect()
+        BetaSchedule::Linear.alphas_cumprod(1000)
     }
 
     /// The data step's rho of each step that takes one (all but the last).

@@ -92,15 +92,7 @@ impl PigdmSettings {
     }
 
     fn abar() -> Vec<f64> {
-        let mut acc = 1.0f64;
-        BetaSchedule::Linear
-            .betas(1000)
-            .iter()
-            .map(|b| {
-                acc *= 1.0 - b;
-                acc
-            })
-            .collect()
+        BetaSchedule::Linear.alphas_cumprod(1000)
     }
 
     /// abar at the first (top) timestep, for x_T.

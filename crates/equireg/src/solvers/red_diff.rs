@@ -101,15 +101,7 @@ impl RedDiffSettings {
     }
 
     fn abar(&self) -> Vec<f64> {
-        let mut acc = 1.0f64;
-        BetaSchedule::Linear
-            .betas(1000)
-            .iter()
-            .map(|b| {
-                acc *= 1.0 - b;
-                acc
-            })
-            .collect()
+        BetaSchedule::Linear.alphas_cumprod(1000)
     }
 
     /// The rows that noise mu into x_t: `sqrt(abar) mu + sqrt(1 - abar) eps`.

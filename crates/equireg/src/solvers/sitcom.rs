@@ -167,15 +167,7 @@ impl SitcomSettings {
 
     /// One row per step: Tweedie at t, and the re-noising `sqrt(abar') x0 + sqrt(1 - abar') z`.
     pub fn rows(&self) -> Vec<StepRow> {
-        let mut acc = 1.0f64;
-        let abar: Vec<f64> = BetaSchedule::Linear
-            .betas(1000)
-            .iter()
-            .map(|b| {
-                acc *= 1.0 - b;
-                acc
-            })
-            .collect();
+        let abar: Vec<f64> = BetaSchedule::Linear.alphas_cumprod(1000);
         let d = 1000 / self.steps;
         self.timesteps()
             .iter()
