@@ -23,6 +23,17 @@ fn gpu() -> Gpu {
         .unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"))
 }
 
+/// The fixtures' network: tiny32 with the synthetic weights of seed 11.
+fn tiny_unet(g: &Gpu) -> UNet {
+    let cfg = UNetConfig::preset("tiny32").unwrap();
+    UNet::new(
+        g,
+        &cfg,
+        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
+    )
+    .unwrap()
+}
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/solvers")
@@ -131,13 +142,7 @@ fn check_diffpir(g: &Gpu, unet: &UNet, name: &str) {
 #[test]
 fn diffpir_matches_its_reference_restatement() {
     let g = gpu();
-    let cfg = UNetConfig::preset("tiny32").unwrap();
-    let unet = UNet::new(
-        &g,
-        &cfg,
-        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
-    )
-    .unwrap();
+    let unet = tiny_unet(&g);
     for name in [
         "diffpir-sr4",
         "diffpir-phase-retrieval",
@@ -219,13 +224,7 @@ fn check_daps(g: &Gpu, unet: &UNet, name: &str) {
 #[test]
 fn daps_matches_its_reference_restatement() {
     let g = gpu();
-    let cfg = UNetConfig::preset("tiny32").unwrap();
-    let unet = UNet::new(
-        &g,
-        &cfg,
-        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
-    )
-    .unwrap();
+    let unet = tiny_unet(&g);
     for name in ["daps-sr4", "daps-phase-retrieval"] {
         check_daps(&g, &unet, name);
     }
@@ -300,13 +299,7 @@ fn check_sitcom(g: &Gpu, unet: &UNet, name: &str) {
 #[test]
 fn sitcom_matches_its_reference_restatement_with_per_sample_stops() {
     let g = gpu();
-    let cfg = UNetConfig::preset("tiny32").unwrap();
-    let unet = UNet::new(
-        &g,
-        &cfg,
-        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
-    )
-    .unwrap();
+    let unet = tiny_unet(&g);
     for name in ["sitcom-sr4", "sitcom-box-inpaint"] {
         check_sitcom(&g, &unet, name);
     }
@@ -360,13 +353,7 @@ fn check_ddnm(g: &Gpu, unet: &UNet, name: &str) {
 #[test]
 fn ddnm_matches_its_reference_restatement_and_refuses_operators_without_a_pseudo_inverse() {
     let g = gpu();
-    let cfg = UNetConfig::preset("tiny32").unwrap();
-    let unet = UNet::new(
-        &g,
-        &cfg,
-        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
-    )
-    .unwrap();
+    let unet = tiny_unet(&g);
     for name in ["ddnm-sr4", "ddnm-box-inpaint"] {
         check_ddnm(&g, &unet, name);
     }
@@ -441,13 +428,7 @@ fn check_pigdm(g: &Gpu, unet: &UNet, name: &str) {
 #[test]
 fn pigdm_matches_its_reference_restatement() {
     let g = gpu();
-    let cfg = UNetConfig::preset("tiny32").unwrap();
-    let unet = UNet::new(
-        &g,
-        &cfg,
-        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
-    )
-    .unwrap();
+    let unet = tiny_unet(&g);
     for name in ["pigdm-sr4", "pigdm-box-inpaint"] {
         check_pigdm(&g, &unet, name);
     }
@@ -504,13 +485,7 @@ fn check_red_diff(g: &Gpu, unet: &UNet, name: &str) {
 #[test]
 fn red_diff_matches_its_reference_restatement() {
     let g = gpu();
-    let cfg = UNetConfig::preset("tiny32").unwrap();
-    let unet = UNet::new(
-        &g,
-        &cfg,
-        &synthetic::weights(11, &UNet::weight_spec(&cfg).unwrap()),
-    )
-    .unwrap();
+    let unet = tiny_unet(&g);
     for name in ["red-diff-sr4", "red-diff-phase-retrieval"] {
         check_red_diff(&g, &unet, name);
     }
